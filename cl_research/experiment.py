@@ -1,0 +1,183 @@
+"""`train_and_evaluate(config, workdir)`: every run of a sweep, its outputs and summary.
+
+The CLI (`cl_research.run`), the tests and the notebooks all call this one function.
+
+Workdir layout:
+  config.json            the resolved config
+  summary.csv            one row per run
+  grid.png               test features, rows = feature size, columns = lambda
+  runs/<name>/           metrics.jsonl, result.json, features.npz, scatter.png
+"""
+
+import csv
+import json
+import logging
+import os
+import time
+
+import jax
+import numpy as np
+import tqdm
+
+from cl_research import configs
+from cl_research import data
+from cl_research import metrics
+from cl_research import plots
+from cl_research import train
+
+SUMMARY_COLUMNS = ('name', 'status', 'lam', 'alpha', 'feature_size', 'seed', 'data_source',
+                   'data_detail', 'num_train', 'num_test', 'num_steps', 'test_accuracy',
+                   'train_accuracy', 'train_intra_inter', 'test_intra_inter', 'test_intra',
+                   'test_inter', 'final_loss', 'final_softmax_loss', 'final_center_loss',
+                   'wall_s')
+
+
+def cell_label(result):
+  """Short description of a run's outcome for plot titles."""
+  if result['status'] == 'diverged':
+    return 'DIVERGED (non-finite features)'
+  return f"test acc {result['test_accuracy']:.3f}, intra/inter {result['test_intra_inter']:.3g}"
+
+
+def dataset_title(dataset):
+  return f'{dataset.name} [{dataset.source}: {dataset.detail}]'
+
+
+def json_safe(record):
+  """Numpy scalars to Python, non-finite floats to None (JSON has no NaN)."""
+  out = {}
+  for key, value in record.items():
+    value = value.item() if isinstance(value, np.generic) else value
+    out[key] = None if isinstance(value, float) and not np.isfinite(value) else value
+  return out
+
+
+def write_json(path, record):
+  with open(path, 'w') as f:
+    json.dump(json_safe(record), f, indent=2)
+    f.write('\n')
+
+
+def evaluate(trainer, state, dataset):
+  """Final features of both splits, accuracies and clustering metrics."""
+  features = {'centers': np.asarray(state.centers)}
+  result = {}
+  for split in ('train', 'test'):
+    images, labels = getattr(dataset, f'{split}_images'), getattr(dataset, f'{split}_labels')
+    feats, logits = trainer.features_and_logits(state.params, images)
+    features[f'{split}_features'], features[f'{split}_labels'] = feats, labels
+    result[f'{split}_accuracy'] = metrics.accuracy(logits, labels)
+    for key, value in metrics.clustering(feats, labels, dataset.num_classes).items():
+      result[f'{split}_{key}'] = value
+  return result, features
+
+
+def train_run(trainer, dataset, config, point, run_dir, progress):
+  """Trains one point of the sweep and writes its outputs; returns its result dict."""
+  start = time.perf_counter()
+  os.makedirs(run_dir, exist_ok=True)
+  state = trainer.init(point['seed'])
+  hparams = train.hparams_of(point['lam'], point['alpha'])
+  last = {}
+  with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as log:
+    order = train.batch_indices(point['seed'], len(dataset.train_labels), config.batch_size,
+                                config.num_steps)
+    for step, idx in enumerate(order, start=1):
+      batch = {'image': dataset.train_images[idx], 'label': dataset.train_labels[idx]}
+      state, step_metrics = trainer.train_step(state, batch, hparams)
+      if step % config.log_every == 0 or step == config.num_steps:
+        last = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
+        log.write(json.dumps(json_safe({'step': step, **last})) + '\n')
+        log.flush()
+        progress.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.2f}")
+      progress.update(1)
+  result, features = evaluate(trainer, state, dataset)
+  np.savez_compressed(os.path.join(run_dir, 'features.npz'), **features)
+  diverged = not all(np.isfinite(features[k]).all()
+                     for k in ('train_features', 'test_features', 'centers'))
+  if diverged:  # the numbers of a NaN run mean nothing: record none of them
+    logging.warning('run %s diverged: non-finite features or centers', configs.run_name(point))
+    result = {k: None for k in result}
+  result = {
+      'name': configs.run_name(point), **point,
+      'status': 'diverged' if diverged else 'complete',
+      'center_mode': config.centers.mode, 'data_source': dataset.source,
+      'data_detail': dataset.detail, 'num_train': len(dataset.train_labels),
+      'num_test': len(dataset.test_labels), 'num_steps': config.num_steps,
+      **result, 'final_loss': last.get('loss'),
+      'final_softmax_loss': last.get('softmax_loss'),
+      'final_center_loss': last.get('center_loss'),
+  }
+  title = (f"{dataset_title(dataset)}  lambda={point['lam']:g} alpha={point['alpha']:g} "
+           f"d={point['feature_size']}  " + cell_label(result))
+  plots.plot_run(None if diverged else features, title, data.class_names(dataset.name),
+                 os.path.join(run_dir, 'scatter.png'), config.plot_max_points)
+  result['wall_s'] = round(time.perf_counter() - start, 2)
+  write_json(os.path.join(run_dir, 'result.json'), result)
+  return result, features
+
+
+def write_summary(path, results):
+  with open(path, 'w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction='ignore',
+                            restval='')
+    writer.writeheader()
+    for r in results:
+      writer.writerow(r)
+
+
+def write_grids(workdir, config, dataset, results, features_by_name):
+  """One grid per (alpha, seed): `grid.png` for the first, suffixed names for others."""
+  lams, dims = tuple(config.sweep.lam), tuple(config.sweep.feature_size)
+  paths = []
+  for k, (alpha, seed) in enumerate((a, s) for a in config.sweep.alpha
+                                    for s in config.sweep.seed):
+    cells = {(r['feature_size'], r['lam']): {
+        'features': features_by_name[r['name']] if r['status'] == 'complete' else None,
+        'label': cell_label(r)} for r in results if r['alpha'] == alpha and r['seed'] == seed}
+    name = 'grid.png' if k == 0 else f'grid_alpha={alpha:g}_seed={seed}.png'
+    title = (f'{dataset_title(dataset)}: test features, alpha={alpha:g}, seed={seed}, '
+             f'{config.num_steps} steps')
+    plots.plot_grid(cells, dims, lams, title, data.class_names(dataset.name),
+                    os.path.join(workdir, name))
+    paths.append(name)
+  return paths
+
+
+def format_table(results):
+  cols = ('lam', 'alpha', 'feature_size', 'seed', 'status', 'test_accuracy',
+          'test_intra_inter', 'wall_s')
+  head = ' '.join(f'{c:>16}' for c in cols)
+  rows = [' '.join(f'{r[c]:>16.4g}' if isinstance(r[c], float) else f'{r[c]:>16}'
+                   for c in cols) for r in results]
+  return '\n'.join([head] + rows)
+
+
+def train_and_evaluate(config, workdir, dataset=None):
+  """Runs every point of `config.sweep` and writes all outputs under `workdir`."""
+  configs.validate(config)
+  if dataset is None:
+    dataset = data.load(config.data)
+  points = configs.expand_runs(config)
+  os.makedirs(workdir, exist_ok=True)
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(config.to_json_best_effort(indent=2) + '\n')
+  trainers = {}
+  results, features_by_name = [], {}
+  progress = tqdm.tqdm(total=len(points) * config.num_steps, unit='step', mininterval=1.0,
+                       dynamic_ncols=True)
+  with progress:
+    for point in points:
+      name = configs.run_name(point)
+      progress.set_description(name)
+      d = point['feature_size']
+      if d not in trainers:
+        trainers[d] = train.Trainer(config, d, dataset.num_classes, dataset.image_shape)
+      result, features = train_run(trainers[d], dataset, config, point,
+                                   os.path.join(workdir, 'runs', name), progress)
+      results.append(result)
+      features_by_name[name] = features
+  write_summary(os.path.join(workdir, 'summary.csv'), results)
+  write_grids(workdir, config, dataset, results, features_by_name)
+  logging.info('data source: %s', dataset_title(dataset))
+  return results

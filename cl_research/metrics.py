@@ -1,0 +1,36 @@
+"""Feature-space metrics: accuracy and how tightly each class clusters."""
+
+import numpy as np
+
+
+def accuracy(logits_NxC, labels_N):
+  """Fraction of argmax predictions equal to the labels."""
+  return float(np.mean(np.argmax(logits_NxC, axis=-1) == labels_N))
+
+
+def class_means(features_NxD, labels_N, num_classes):
+  """Per-class mean feature; rows of classes with no example are NaN."""
+  means_CxD = np.full((num_classes, features_NxD.shape[1]), np.nan)
+  for c in range(num_classes):
+    members = features_NxD[labels_N == c]
+    if len(members):
+      means_CxD[c] = members.mean(axis=0)
+  return means_CxD
+
+
+def clustering(features_NxD, labels_N, num_classes):
+  """Intra-class spread, inter-class separation and their (scale-free) ratio.
+
+  intra: mean over examples of the squared distance to their class mean.
+  inter: mean over pairs of distinct present classes of the squared distance between
+  class means. The ratio intra / inter is unchanged by scaling all features, so it
+  compares runs whose feature norms differ (center loss shrinks them).
+  """
+  features_NxD = np.asarray(features_NxD, np.float64)
+  means_CxD = class_means(features_NxD, labels_N, num_classes)
+  intra = float(np.mean(np.sum((features_NxD - means_CxD[labels_N])**2, axis=1)))
+  present = means_CxD[~np.isnan(means_CxD).any(axis=1)]
+  sq_dists = np.sum((present[:, None] - present[None]) ** 2, axis=-1)
+  k = len(present)
+  inter = float(sq_dists.sum() / (k * (k - 1))) if k > 1 else float('nan')
+  return {'intra': intra, 'inter': inter, 'intra_inter': intra / inter}

@@ -1,0 +1,79 @@
+"""Flax models that return `(features, logits)`; used purely through `init`/`apply`."""
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+MODELS = ('lenets_pp', 'seed_cnn')
+
+
+def normalize_images(images_BxHxWx1):
+  """uint8 pixels -> roughly [-1, 1], as the Caffe prototxt's `(x - 127.5) * 0.0078125`."""
+  return (images_BxHxWx1.astype(jnp.float32) - 127.5) / 128.0
+
+
+class PReLU(nn.Module):
+  """Channel-wise PReLU as in Caffe (flax's `nn.PReLU` shares one slope for all channels)."""
+
+  @nn.compact
+  def __call__(self, x):
+    slope = self.param('slope', nn.initializers.constant(0.25), (x.shape[-1],))
+    return jnp.where(x >= 0, x, slope * x)
+
+
+class LeNetsPP(nn.Module):
+  """LeNets++ of ECCV16 Table 1: three stages of (conv 5x5, PReLU) x2 + max-pool 2/2.
+
+  `channels` defaults to the paper's (32, 64, 128); smaller widths make CPU sweeps fast.
+  `feature_prelu` puts a PReLU after the feature layer, as the Caffe prototxt does.
+  """
+  feature_size: int = 2
+  num_classes: int = 10
+  channels: Sequence[int] = (32, 64, 128)
+  feature_prelu: bool = False
+  classifier_bias: bool = True
+
+  @nn.compact
+  def __call__(self, images_BxHxWx1):
+    x = normalize_images(images_BxHxWx1)
+    for width in self.channels:
+      for _ in range(2):
+        x = PReLU()(nn.Conv(width, (5, 5), padding=2)(x))
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    features_BxD = nn.Dense(self.feature_size, name='feature')(x.reshape(x.shape[0], -1))
+    if self.feature_prelu:
+      features_BxD = PReLU(name='feature_prelu')(features_BxD)
+    logits_BxC = nn.Dense(self.num_classes, use_bias=self.classifier_bias,
+                          name='classifier')(features_BxD)
+    return features_BxD, logits_BxC
+
+
+class SeedCNN(nn.Module):
+  """The Keras snippet this project started from: conv 2x2 x10, max-pool 2x2, ReLU features."""
+  feature_size: int = 32
+  num_classes: int = 10
+  classifier_bias: bool = True
+
+  @nn.compact
+  def __call__(self, images_BxHxWx1):
+    x = normalize_images(images_BxHxWx1)
+    x = nn.relu(nn.Conv(10, (2, 2), padding='VALID')(x))
+    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    features_BxD = nn.relu(nn.Dense(self.feature_size, name='feature')(x.reshape(x.shape[0], -1)))
+    logits_BxC = nn.Dense(self.num_classes, use_bias=self.classifier_bias,
+                          name='classifier')(features_BxD)
+    return features_BxD, logits_BxC
+
+
+def get_model(model_config, feature_size, num_classes):
+  """Builds the model named by `model_config.name`."""
+  if model_config.name == 'lenets_pp':
+    return LeNetsPP(feature_size=feature_size, num_classes=num_classes,
+                    channels=tuple(model_config.channels),
+                    feature_prelu=model_config.feature_prelu,
+                    classifier_bias=model_config.classifier_bias)
+  if model_config.name == 'seed_cnn':
+    return SeedCNN(feature_size=feature_size, num_classes=num_classes,
+                   classifier_bias=model_config.classifier_bias)
+  raise ValueError(f'model.name={model_config.name!r} is not one of {MODELS}')

@@ -1,0 +1,106 @@
+"""Matplotlib figures in the style of ECCV16 Fig. 2/3: one color per class, centers as
+white dots with a dark edge, 2-D features drawn directly and higher ones by PCA."""
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+from sklearn.decomposition import PCA
+
+CLASS_COLORS = plt.get_cmap('tab10').colors
+
+
+def projection_2d(features_NxD):
+  """A function mapping D-dim points to 2-D (identity for D = 2, else PCA fit here)."""
+  d = features_NxD.shape[1]
+  if d == 2:
+    return lambda x: np.asarray(x)[:, :2], ''
+  if d == 1:
+    return lambda x: np.concatenate([np.asarray(x), np.zeros((len(x), 1))], axis=1), ' (1-D)'
+  pca = PCA(n_components=2).fit(features_NxD)
+  return pca.transform, f' (PCA of {d}-D)'
+
+
+def subsample(num_points, max_points, seed=0):
+  """Deterministic index subset so plots of big splits stay readable and fast."""
+  if num_points <= max_points:
+    return np.arange(num_points)
+  return np.sort(np.random.default_rng(seed).choice(num_points, max_points, replace=False))
+
+
+def scatter_panel(ax, points_Nx2, labels_N, centers_Cx2, title, class_names, legend=True):
+  """Draws one panel: a colored cloud per class and the centers as white dots."""
+  for c, name in enumerate(class_names):
+    members = points_Nx2[labels_N == c]
+    ax.scatter(members[:, 0], members[:, 1], s=2, color=CLASS_COLORS[c % 10],
+               label=name, rasterized=True, linewidths=0)
+  if centers_Cx2 is not None:
+    ax.scatter(centers_Cx2[:, 0], centers_Cx2[:, 1], s=40, c='white', edgecolors='black',
+               linewidths=1.2, zorder=3, label='centers')
+  ax.set_title(title, fontsize=9)
+  ax.tick_params(labelsize=7)
+  if legend:
+    leg = ax.legend(fontsize=6, loc='best', framealpha=0.7)
+    for handle in leg.legend_handles:
+      handle.set_sizes([40 if handle.get_label() == 'centers' else 12])
+
+
+def empty_panel(ax, title, message):
+  ax.set_title(title, fontsize=9)
+  ax.text(0.5, 0.5, message, ha='center', va='center', transform=ax.transAxes)
+  ax.set_xticks([])
+  ax.set_yticks([])
+
+
+def plot_run(features, title, class_names, path, max_points=10_000):
+  """Train and test scatter side by side for one run, projected by the train PCA.
+
+  features None (a diverged run) draws two empty, labelled panels.
+  """
+  fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+  if features is None:
+    for ax, split in zip(axes, ('train', 'test')):
+      empty_panel(ax, split, 'diverged: no finite features')
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return
+  project, suffix = projection_2d(features['train_features'])
+  for ax, split in zip(axes, ('train', 'test')):
+    feats, labels = features[f'{split}_features'], features[f'{split}_labels']
+    keep = subsample(len(labels), max_points)
+    shown = f', {len(keep)} of {len(labels)} shown' if len(keep) < len(labels) else ''
+    scatter_panel(ax, project(feats[keep]), labels[keep], project(features['centers']),
+                  f'{split}{suffix}{shown}', class_names, legend=split == 'test')
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)
+
+
+def plot_grid(cells, row_values, col_values, title, class_names, path, max_points=5_000):
+  """Sweep grid of test-feature scatters: rows = feature size, columns = lambda.
+
+  cells: {(feature_size, lam): dict with 'features' (as in plot_run, None for a run
+  without finite features) and 'label'}; a missing key draws an empty panel.
+  """
+  fig, axes = plt.subplots(len(row_values), len(col_values), squeeze=False,
+                           figsize=(3.2 * len(col_values), 3.1 * len(row_values)))
+  for i, d in enumerate(row_values):
+    for j, lam in enumerate(col_values):
+      ax, cell = axes[i, j], cells.get((d, lam))
+      head = f'd={d}, lambda={lam:g}'
+      if cell is None or cell['features'] is None:
+        empty_panel(ax, head, cell['label'] if cell else 'no run')
+        continue
+      feats = cell['features']
+      project, suffix = projection_2d(feats['train_features'])
+      keep = subsample(len(feats['test_labels']), max_points)
+      scatter_panel(ax, project(feats['test_features'][keep]), feats['test_labels'][keep],
+                    project(feats['centers']), f'{head}{suffix}\n{cell["label"]}',
+                    class_names, legend=(i == 0 and j == len(col_values) - 1))
+  fig.suptitle(title, fontsize=11)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

