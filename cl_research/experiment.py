@@ -21,15 +21,24 @@ import tqdm
 
 from cl_research import configs
 from cl_research import data
+from cl_research import figures
 from cl_research import metrics
 from cl_research import plots
 from cl_research import train
+from cl_research import verification
 
+RESULT_METRICS = ('train_accuracy', 'train_intra', 'train_inter', 'train_intra_inter',
+                  'test_accuracy', 'test_intra', 'test_inter', 'test_intra_inter',
+                  'test_knn_accuracy', 'test_silhouette', 'verification_accuracy',
+                  'verification_accuracy_std', 'verification_auc',
+                  'verification_tar_at_far_1e-3')
 SUMMARY_COLUMNS = ('name', 'status', 'lam', 'alpha', 'feature_size', 'seed', 'data_source',
                    'data_detail', 'num_train', 'num_test', 'num_steps', 'test_accuracy',
                    'train_accuracy', 'train_intra_inter', 'test_intra_inter', 'test_intra',
-                   'test_inter', 'final_loss', 'final_softmax_loss', 'final_center_loss',
-                   'wall_s')
+                   'test_inter', 'test_knn_accuracy', 'test_silhouette',
+                   'verification_accuracy', 'verification_accuracy_std', 'verification_auc',
+                   'verification_tar_at_far_1e-3', 'final_loss', 'final_softmax_loss',
+                   'final_center_loss', 'wall_s')
 
 
 def cell_label(result):
@@ -58,18 +67,46 @@ def write_json(path, record):
     f.write('\n')
 
 
-def evaluate(trainer, state, dataset):
-  """Final features of both splits, accuracies and clustering metrics."""
+def evaluate(trainer, state, dataset, eval_config):
+  """Final features of both splits and every metric computed from them.
+
+  With held-out classes, accuracy, k-NN and clustering use the classes seen in training
+  and verification pairs come only from the held-out ones (open-set).
+  """
   features = {'centers': np.asarray(state.centers)}
-  result = {}
   for split in ('train', 'test'):
-    images, labels = getattr(dataset, f'{split}_images'), getattr(dataset, f'{split}_labels')
+    images = getattr(dataset, f'{split}_images')
     feats, logits = trainer.features_and_logits(state.params, images)
-    features[f'{split}_features'], features[f'{split}_labels'] = feats, labels
-    result[f'{split}_accuracy'] = metrics.accuracy(logits, labels)
+    features[f'{split}_features'], features[f'{split}_labels'] = (
+        feats, getattr(dataset, f'{split}_labels'))
+    features[f'{split}_logits'] = logits
+  finite = all(np.isfinite(features[k]).all()
+               for k in ('train_features', 'test_features', 'centers'))
+  if not finite:
+    return None, features
+  result = {}
+  known = ~np.isin(features['test_labels'], dataset.holdout_classes)
+  for split, mask in (('train', slice(None)), ('test', known)):
+    feats, labels = features[f'{split}_features'][mask], features[f'{split}_labels'][mask]
+    result[f'{split}_accuracy'] = metrics.accuracy(features[f'{split}_logits'][mask], labels)
     for key, value in metrics.clustering(feats, labels, dataset.num_classes).items():
       result[f'{split}_{key}'] = value
+  result['test_knn_accuracy'] = metrics.knn_accuracy(
+      features['train_features'], features['train_labels'], features['test_features'][known],
+      features['test_labels'][known], k=eval_config.knn_k)
+  result['test_silhouette'] = metrics.silhouette(
+      features['test_features'][known], features['test_labels'][known],
+      eval_config.silhouette_samples)
+  if eval_config.verification_pairs:
+    result.update(verification.evaluate(
+        features['test_features'], features['test_labels'], eval_config.verification_pairs,
+        seed=eval_config.pairs_seed, classes=dataset.holdout_classes or None))
   return result, features
+
+
+def _snapshot(trainer, state, step, images):
+  features, _ = trainer.features_and_logits(state.params, images)
+  return step, features, np.asarray(state.centers)
 
 
 def train_run(trainer, dataset, config, point, run_dir, progress):
@@ -79,25 +116,31 @@ def train_run(trainer, dataset, config, point, run_dir, progress):
   state = trainer.init(point['seed'])
   hparams = train.hparams_of(point['lam'], point['alpha'])
   last = {}
+  snap_idx = plots.subsample(len(dataset.test_labels), 2000)
+  snapshots = ([_snapshot(trainer, state, 0, dataset.test_images[snap_idx])]
+               if config.snapshot_every else [])
   with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as log:
     order = train.batch_indices(point['seed'], len(dataset.train_labels), config.batch_size,
                                 config.num_steps)
     for step, idx in enumerate(order, start=1):
       batch = {'image': dataset.train_images[idx], 'label': dataset.train_labels[idx]}
       state, step_metrics = trainer.train_step(state, batch, hparams)
+      if config.snapshot_every and (step % config.snapshot_every == 0 or
+                                    step == config.num_steps):
+        snapshots.append(_snapshot(trainer, state, step, dataset.test_images[snap_idx]))
       if step % config.log_every == 0 or step == config.num_steps:
         last = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
         log.write(json.dumps(json_safe({'step': step, **last})) + '\n')
         log.flush()
         progress.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.2f}")
       progress.update(1)
-  result, features = evaluate(trainer, state, dataset)
+  result, features = evaluate(trainer, state, dataset, config.eval)
+  features = {k: v for k, v in features.items() if not k.endswith('_logits')}
   np.savez_compressed(os.path.join(run_dir, 'features.npz'), **features)
-  diverged = not all(np.isfinite(features[k]).all()
-                     for k in ('train_features', 'test_features', 'centers'))
+  diverged = result is None
   if diverged:  # the numbers of a NaN run mean nothing: record none of them
     logging.warning('run %s diverged: non-finite features or centers', configs.run_name(point))
-    result = {k: None for k in result}
+    result = dict.fromkeys(RESULT_METRICS)
   result = {
       'name': configs.run_name(point), **point,
       'status': 'diverged' if diverged else 'complete',
@@ -110,8 +153,18 @@ def train_run(trainer, dataset, config, point, run_dir, progress):
   }
   title = (f"{dataset_title(dataset)}  lambda={point['lam']:g} alpha={point['alpha']:g} "
            f"d={point['feature_size']}  " + cell_label(result))
-  plots.plot_run(None if diverged else features, title, data.class_names(dataset.name),
+  names = data.class_names(dataset.name)
+  plots.plot_run(None if diverged else features, title, names,
                  os.path.join(run_dir, 'scatter.png'), config.plot_max_points)
+  if not diverged:
+    distances = metrics.intra_class_distances(features['test_features'],
+                                              features['test_labels'], dataset.num_classes)
+    plots.plot_intra_histogram(distances, features['test_labels'], names,
+                               f'test intra-class distances, {title}',
+                               os.path.join(run_dir, 'intra_hist.png'))
+  if snapshots:
+    plots.write_evolution_gif(snapshots, dataset.test_labels[snap_idx], names,
+                              f"lambda={point['lam']:g}", os.path.join(run_dir, 'evolution.gif'))
   result['wall_s'] = round(time.perf_counter() - start, 2)
   write_json(os.path.join(run_dir, 'result.json'), result)
   return result, features
@@ -179,5 +232,7 @@ def train_and_evaluate(config, workdir, dataset=None):
       features_by_name[name] = features
   write_summary(os.path.join(workdir, 'summary.csv'), results)
   write_grids(workdir, config, dataset, results, features_by_name)
+  if config.figure:
+    figures.FIGURES[config.figure](workdir, results, features_by_name, dataset)
   logging.info('data source: %s', dataset_title(dataset))
   return results

@@ -34,3 +34,26 @@ def clustering(features_NxD, labels_N, num_classes):
   k = len(present)
   inter = float(sq_dists.sum() / (k * (k - 1))) if k > 1 else float('nan')
   return {'intra': intra, 'inter': inter, 'intra_inter': intra / inter}
+
+
+def knn_accuracy(train_features_NxD, train_labels_N, test_features_MxD, test_labels_M, k=5):
+  """Test accuracy of a k-nearest-neighbour classifier on the features (no classifier head)."""
+  from sklearn.neighbors import KNeighborsClassifier  # pylint: disable=import-outside-toplevel
+  knn = KNeighborsClassifier(n_neighbors=k).fit(train_features_NxD, train_labels_N)
+  return float(knn.score(test_features_MxD, test_labels_M))
+
+
+def silhouette(features_NxD, labels_N, max_samples=2000, seed=0):
+  """Mean silhouette coefficient (scikit-learn), on a seeded subsample for speed."""
+  from sklearn.metrics import silhouette_score  # pylint: disable=import-outside-toplevel
+  if len(np.unique(labels_N)) < 2:
+    return float('nan')
+  return float(silhouette_score(features_NxD, labels_N, sample_size=min(max_samples,
+                                                                        len(labels_N)),
+                                random_state=seed))
+
+
+def intra_class_distances(features_NxD, labels_N, num_classes):
+  """Per example, the distance to its class mean (IJCV19 Fig. 6 histograms)."""
+  means_CxD = class_means(np.asarray(features_NxD, np.float64), labels_N, num_classes)
+  return np.linalg.norm(features_NxD - means_CxD[labels_N], axis=1)

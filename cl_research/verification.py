@@ -1,0 +1,101 @@
+"""The face papers' LFW verification protocol, for any labelled features.
+
+A fixed, seeded set of pairs (half same class, half different), cosine similarity of
+the deep features, and accuracy with the threshold chosen by 10-fold cross-validation:
+for each fold the threshold that maximises accuracy on the other nine folds is applied
+to the held-out fold. Also ROC AUC and TAR at FAR = 1e-3 (scikit-learn), which need no
+threshold.
+"""
+
+import numpy as np
+from sklearn import metrics as sk_metrics
+from sklearn.model_selection import StratifiedKFold
+
+
+def make_pairs(labels_N, num_pairs, seed, classes=None):
+  """Indices (a, b) and `same` flags: num_pairs // 2 same-class pairs, the rest different.
+
+  Only examples whose label is in `classes` (all if None) are used. Pairs never join an
+  example with itself; the order is shuffled so folds mix both kinds.
+  """
+  rng = np.random.default_rng(seed)
+  labels_N = np.asarray(labels_N)
+  pool = np.flatnonzero(np.isin(labels_N, classes)) if classes is not None else np.arange(
+      len(labels_N))
+  present = [c for c in np.unique(labels_N[pool]) if (labels_N[pool] == c).sum() >= 2]
+  if len(present) < 2:
+    raise ValueError(f'verification pairs need >= 2 classes with >= 2 examples; got {present}')
+  by_class = {c: pool[labels_N[pool] == c] for c in present}
+  num_same = num_pairs // 2
+  same_classes = rng.choice(present, num_same)
+  same = np.array([rng.choice(by_class[c], 2, replace=False) for c in same_classes])
+  diff = []
+  while len(diff) < num_pairs - num_same:
+    a, b = rng.choice(pool, 2, replace=False)
+    if labels_N[a] != labels_N[b]:
+      diff.append((a, b))
+  pairs = np.concatenate([same.reshape(-1, 2), np.array(diff, int).reshape(-1, 2)])
+  is_same = np.concatenate([np.ones(len(same), bool), np.zeros(len(diff), bool)])
+  order = rng.permutation(len(pairs))
+  return pairs[order], is_same[order]
+
+
+def cosine_scores(features_NxD, pairs_Px2):
+  f = np.asarray(features_NxD, np.float64)
+  f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+  return np.sum(f[pairs_Px2[:, 0]] * f[pairs_Px2[:, 1]], axis=1)
+
+
+def best_threshold(scores, same):
+  """The threshold (predict same if score >= t) with the highest accuracy on these pairs.
+
+  Candidates are midpoints between sorted distinct scores plus both ends; ties go to
+  the smallest threshold.
+  """
+  values = np.unique(scores)
+  candidates = np.concatenate([[values[0] - 1.0], (values[:-1] + values[1:]) / 2,
+                               [values[-1] + 1.0]])
+  # accuracy(t) = (#same with score >= t + #diff with score < t) / n, for all t at once
+  same_sorted, diff_sorted = np.sort(scores[same]), np.sort(scores[~same])
+  true_accepts = len(same_sorted) - np.searchsorted(same_sorted, candidates, side='left')
+  true_rejects = np.searchsorted(diff_sorted, candidates, side='left')
+  accuracy = (true_accepts + true_rejects) / len(scores)
+  return float(candidates[np.argmax(accuracy)])
+
+
+def folds(same, num_folds=10):
+  """(train, held-out) index pairs; each fold has the same share of same-class pairs,
+  as LFW's folds of 300 + 300 pairs."""
+  return list(StratifiedKFold(n_splits=num_folds).split(np.zeros(len(same)), same))
+
+
+def kfold_accuracy(scores, same, num_folds=10):
+  """Accuracy per held-out fold with the threshold fit on the other folds."""
+  accuracies, thresholds = [], []
+  for train_idx, test_idx in folds(same, num_folds):
+    t = best_threshold(scores[train_idx], same[train_idx])
+    predicted = scores[test_idx] >= t
+    accuracies.append(float(np.mean(predicted == same[test_idx])))
+    thresholds.append(t)
+  return np.array(accuracies), np.array(thresholds)
+
+
+def tar_at_far(scores, same, far=1e-3):
+  """True accept rate at the largest false accept rate not above `far`."""
+  fpr, tpr, _ = sk_metrics.roc_curve(same, scores)
+  ok = fpr <= far
+  return float(tpr[ok].max()) if ok.any() else 0.0
+
+
+def evaluate(features_NxD, labels_N, num_pairs=6000, seed=0, classes=None, num_folds=10):
+  """The whole protocol; returns a flat dict of floats for result.json / summary.csv."""
+  pairs, same = make_pairs(labels_N, num_pairs, seed, classes)
+  scores = cosine_scores(features_NxD, pairs)
+  if not np.all(np.isfinite(scores)):
+    raise ValueError('non-finite features: cannot score verification pairs')
+  accuracies, _ = kfold_accuracy(scores, same, num_folds)
+  return {'verification_accuracy': float(accuracies.mean()),
+          'verification_accuracy_std': float(accuracies.std()),
+          'verification_auc': float(sk_metrics.roc_auc_score(same, scores)),
+          'verification_tar_at_far_1e-3': tar_at_far(scores, same, 1e-3),
+          'verification_pairs': int(len(pairs))}
