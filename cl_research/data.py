@@ -59,6 +59,11 @@ class Dataset:
   def image_shape(self):
     return self.train_images.shape[1:]
 
+  @property
+  def title(self):
+    """Name and provenance, for plot titles."""
+    return f'{self.name} [{self.source}: {self.detail}]'
+
 
 def read_idx(path):
   """Reads a (gzipped) IDX file into a numpy array; raises DataError naming the file."""

@@ -48,10 +48,6 @@ def cell_label(result):
   return f"test acc {result['test_accuracy']:.3f}, intra/inter {result['test_intra_inter']:.3g}"
 
 
-def dataset_title(dataset):
-  return f'{dataset.name} [{dataset.source}: {dataset.detail}]'
-
-
 def json_safe(record):
   """Numpy scalars to Python, non-finite floats to None (JSON has no NaN)."""
   out = {}
@@ -151,7 +147,7 @@ def train_run(trainer, dataset, config, point, run_dir, progress):
       'final_softmax_loss': last.get('softmax_loss'),
       'final_center_loss': last.get('center_loss'),
   }
-  title = (f"{dataset_title(dataset)}  lambda={point['lam']:g} alpha={point['alpha']:g} "
+  title = (f"{dataset.title}  lambda={point['lam']:g} alpha={point['alpha']:g} "
            f"d={point['feature_size']}  " + cell_label(result))
   names = data.class_names(dataset.name)
   plots.plot_run(None if diverged else features, title, names,
@@ -189,7 +185,7 @@ def write_grids(workdir, config, dataset, results, features_by_name):
         'features': features_by_name[r['name']] if r['status'] == 'complete' else None,
         'label': cell_label(r)} for r in results if r['alpha'] == alpha and r['seed'] == seed}
     name = 'grid.png' if k == 0 else f'grid_alpha={alpha:g}_seed={seed}.png'
-    title = (f'{dataset_title(dataset)}: test features, alpha={alpha:g}, seed={seed}, '
+    title = (f'{dataset.title}: test features, alpha={alpha:g}, seed={seed}, '
              f'{config.num_steps} steps')
     plots.plot_grid(cells, dims, lams, title, data.class_names(dataset.name),
                     os.path.join(workdir, name))
@@ -234,5 +230,5 @@ def train_and_evaluate(config, workdir, dataset=None):
   write_grids(workdir, config, dataset, results, features_by_name)
   if config.figure:
     figures.FIGURES[config.figure](workdir, results, features_by_name, dataset)
-  logging.info('data source: %s', dataset_title(dataset))
+  logging.info('data source: %s', dataset.title)
   return results

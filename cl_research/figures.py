@@ -17,15 +17,11 @@ FIG5_FIXED_ALPHA = 0.5
 FIG5_FIXED_LAMBDA = 0.003
 
 
-def _title(dataset):
-  return f'{dataset.name} [{dataset.source}: {dataset.detail}]'
-
-
 def fig2(workdir, results, features_by_name, dataset):
   """Softmax-only 2-D features, (a) train and (b) test, like ECCV16 Fig. 2."""
   run = next(r for r in results if r['lam'] == 0.0)
   feats = features_by_name[run['name']] if run['status'] == 'complete' else None
-  title = (f'Fig. 2 reproduction: softmax loss only, {_title(dataset)}\n'
+  title = (f'Fig. 2 reproduction: softmax loss only, {dataset.title}\n'
            f'(a) train, (b) test; test acc {run["test_accuracy"]}')
   path = os.path.join(workdir, 'fig2.png')
   plots.plot_run(feats, title, data.class_names(dataset.name), path)
@@ -51,13 +47,9 @@ def fig3(workdir, results, features_by_name, dataset, max_points=10_000):
     ax.set_ylabel('feature 2')
   for ax in axes.ravel()[len(runs):]:
     ax.axis('off')
-  fig.suptitle(f'Fig. 3 reproduction: softmax + center loss, alpha = {runs[0]["alpha"]:g}, '
-               f'train features\n{_title(dataset)}', fontsize=10)
-  fig.tight_layout()
-  path = os.path.join(workdir, 'fig3.png')
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return plots.save(fig, os.path.join(workdir, 'fig3.png'),
+                    f'Fig. 3 reproduction: softmax + center loss, alpha = '
+                    f'{runs[0]["alpha"]:g}, train features\n{dataset.title}')
 
 
 def _curve(ax, xs, runs, xlabel):
@@ -89,13 +81,9 @@ def fig5(workdir, results, features_by_name, dataset):
   ax_a.set_title(f'(a) alpha = {FIG5_FIXED_ALPHA:g}', fontsize=9)
   _curve(ax_b, [r['alpha'] for r in alpha_runs], alpha_runs, 'alpha')
   ax_b.set_title(f'(b) lambda = {FIG5_FIXED_LAMBDA:g}', fontsize=9)
-  fig.suptitle(f'Fig. 5 reproduction: pair verification (cosine, 10-fold threshold) on the '
-               f'test split\n{_title(dataset)}', fontsize=10)
-  fig.tight_layout()
-  path = os.path.join(workdir, 'fig5.png')
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
-  return path
+  return plots.save(fig, os.path.join(workdir, 'fig5.png'),
+                    f'Fig. 5 reproduction: pair verification (cosine, 10-fold threshold) '
+                    f'on the test split\n{dataset.title}')
 
 
 FIGURES = {'fig2': fig2, 'fig3': fig3, 'fig5': fig5}

@@ -46,6 +46,16 @@ def scatter_panel(ax, points_Nx2, labels_N, centers_Cx2, title, class_names, leg
       handle.set_sizes([40 if handle.get_label() == 'centers' else 12])
 
 
+def save(fig, path, title=None, dpi=110):
+  """Adds the figure title, lays out, writes the PNG and frees the figure."""
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  fig.savefig(path, dpi=dpi)
+  plt.close(fig)
+  return path
+
+
 def empty_panel(ax, title, message):
   ax.set_title(title, fontsize=9)
   ax.text(0.5, 0.5, message, ha='center', va='center', transform=ax.transAxes)
@@ -62,9 +72,7 @@ def plot_run(features, title, class_names, path, max_points=10_000):
   if features is None:
     for ax, split in zip(axes, ('train', 'test')):
       empty_panel(ax, split, 'diverged: no finite features')
-    fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path, title)
     return
   project, suffix = projection_2d(features['train_features'])
   for ax, split in zip(axes, ('train', 'test')):
@@ -73,10 +81,7 @@ def plot_run(features, title, class_names, path, max_points=10_000):
     shown = f', {len(keep)} of {len(labels)} shown' if len(keep) < len(labels) else ''
     scatter_panel(ax, project(feats[keep]), labels[keep], project(features['centers']),
                   f'{split}{suffix}{shown}', class_names, legend=split == 'test')
-  fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  save(fig, path, title)
 
 
 def plot_grid(cells, row_values, col_values, title, class_names, path, max_points=5_000):
@@ -100,10 +105,7 @@ def plot_grid(cells, row_values, col_values, title, class_names, path, max_point
       scatter_panel(ax, project(feats['test_features'][keep]), feats['test_labels'][keep],
                     project(feats['centers']), f'{head}{suffix}\n{cell["label"]}',
                     class_names, legend=(i == 0 and j == len(col_values) - 1))
-  fig.suptitle(title, fontsize=11)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  save(fig, path, title, dpi=100)
 
 
 def plot_intra_histogram(distances_N, labels_N, class_names, title, path):
@@ -117,9 +119,7 @@ def plot_intra_histogram(distances_N, labels_N, class_names, title, path):
   ax.set_ylabel('density')
   ax.set_title(title, fontsize=9)
   ax.legend(fontsize=6, ncol=2)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  save(fig, path, dpi=100)
 
 
 def write_evolution_gif(snapshots, labels_N, class_names, title, path, fps=4):
