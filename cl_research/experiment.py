@@ -31,14 +31,14 @@ RESULT_METRICS = ('train_accuracy', 'train_intra', 'train_inter', 'train_intra_i
                   'test_accuracy', 'test_intra', 'test_inter', 'test_intra_inter',
                   'test_knn_accuracy', 'test_silhouette', 'verification_accuracy',
                   'verification_accuracy_std', 'verification_auc',
-                  'verification_tar_at_far_1e-3')
+                  'verification_tar_at_far_1e-3', 'verification_accuracy_l2')
 SUMMARY_COLUMNS = ('name', 'status', 'lam', 'alpha', 'feature_size', 'seed', 'data_source',
                    'data_detail', 'num_train', 'num_test', 'num_steps', 'test_accuracy',
                    'train_accuracy', 'train_intra_inter', 'test_intra_inter', 'test_intra',
                    'test_inter', 'test_knn_accuracy', 'test_silhouette',
                    'verification_accuracy', 'verification_accuracy_std', 'verification_auc',
-                   'verification_tar_at_far_1e-3', 'final_loss', 'final_softmax_loss',
-                   'final_center_loss', 'wall_s')
+                   'verification_tar_at_far_1e-3', 'verification_accuracy_l2', 'final_loss',
+                   'final_softmax_loss', 'final_center_loss', 'wall_s')
 
 
 def cell_label(result):

@@ -52,13 +52,16 @@ def fig3(workdir, results, features_by_name, dataset, max_points=10_000):
                     f'{runs[0]["alpha"]:g}, train features\n{dataset.title}')
 
 
+def _percent(runs, key):
+  return np.array([np.nan if r.get(key) is None else 100 * r[key] for r in runs])
+
+
 def _curve(ax, xs, runs, xlabel):
-  acc = np.array([np.nan if r['verification_accuracy'] is None
-                  else 100 * r['verification_accuracy'] for r in runs])
-  std = np.array([np.nan if r['verification_accuracy_std'] is None
-                  else 100 * r['verification_accuracy_std'] for r in runs])
+  acc, std = _percent(runs, 'verification_accuracy'), _percent(runs, 'verification_accuracy_std')
   ax.fill_between(xs, acc - std, acc + std, color='0.85', label='+- std over 10 folds')
-  ax.plot(xs, acc, 'o-', color='0.2', mfc='white', label='verification accuracy')
+  ax.plot(xs, acc, 'o-', color='0.2', mfc='white', label='cosine (the protocol)')
+  ax.plot(xs, _percent(runs, 'verification_accuracy_l2'), 's--', color='tab:blue', mfc='white',
+          ms=4, lw=1, label='Euclidean distance')
   ax.set_xlabel(xlabel)
   ax.set_ylabel('Verification Accuracy (%)')
   ax.grid(axis='y', linestyle='--', color='0.7')

@@ -38,6 +38,16 @@ def test_perfectly_separable_features_give_100_percent():
   assert out['verification_tar_at_far_1e-3'] == 1.0
 
 
+def test_l2_score_separates_what_cosine_cannot():
+  # Two classes on the same ray at different radii: same angle, different distance.
+  labels = np.repeat([0, 1], 50)
+  features = np.where(labels[:, None] == 0, 1.0, 10.0) * np.array([[1.0, 1.0]])
+  features = features + 0.01 * np.random.default_rng(0).normal(size=features.shape)
+  out = verification.evaluate(features, labels, num_pairs=400)
+  assert out['verification_accuracy_l2'] == 1.0
+  assert out['verification_accuracy'] < 0.75
+
+
 def test_identical_features_give_50_percent():
   _, labels = separable_features()
   out = verification.evaluate(np.ones((len(labels), 3)), labels, num_pairs=1000)
