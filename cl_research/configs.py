@@ -67,6 +67,7 @@ def base_config():
   c.centers.learning_rate = 0.5
   c.centers.momentum = 0.0
   c.centers.unscale_lambda = False  # gradient mode: divide center grads by lam
+  c.centers.init_scale = 0.0  # centers start uniform in +-init_scale; 0: at the origin
 
   c.eval = ml_collections.ConfigDict()
   c.eval.verification_pairs = 6000  # LFW-style pairs from the test split; 0: off
@@ -202,6 +203,8 @@ def validate(config):
            f'data.holdout_classes has {c!r}: class ids are integers in [0, 10)')
   _check(len(set(config.data.holdout_classes)) <= 8,
          'data.holdout_classes: keep at least 2 classes for training')
+  _check(config.centers.init_scale >= 0,
+         f'centers.init_scale={config.centers.init_scale!r} must be >= 0')
   _check(config.snapshot_every >= 0, f'snapshot_every={config.snapshot_every!r} must be >= 0')
   _check(config.eval.verification_pairs == 0 or config.eval.verification_pairs >= 20,
          f'eval.verification_pairs={config.eval.verification_pairs!r} must be 0 (off) or '

@@ -6,7 +6,9 @@ Workdir layout:
   config.json            the resolved config
   summary.csv            one row per run
   grid.png               test features, rows = feature size, columns = lambda
-  runs/<name>/           metrics.jsonl, result.json, features.npz, scatter.png
+  fig2/3/5.png           the paper figure named by `config.figure`, if any
+  runs/<name>/           metrics.jsonl, result.json, features.npz, scatter.png,
+                         intra_hist.png, evolution.gif (with `snapshot_every`)
 """
 
 import csv

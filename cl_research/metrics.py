@@ -33,7 +33,9 @@ def clustering(features_NxD, labels_N, num_classes):
   sq_dists = np.sum((present[:, None] - present[None]) ** 2, axis=-1)
   k = len(present)
   inter = float(sq_dists.sum() / (k * (k - 1))) if k > 1 else float('nan')
-  return {'intra': intra, 'inter': inter, 'intra_inter': intra / inter}
+  # All class means equal (e.g. dead ReLU features): separation 0, the ratio undefined.
+  ratio = intra / inter if inter > 0 else float('nan')
+  return {'intra': intra, 'inter': inter, 'intra_inter': ratio}
 
 
 def knn_accuracy(train_features_NxD, train_labels_N, test_features_MxD, test_labels_M, k=5):

@@ -79,11 +79,14 @@ class Trainer:
     self.apply = jax.jit(self._apply)
 
   def init(self, seed):
-    """A fresh state: params from `seed`, centers at zero (as the Caffe layer's default)."""
-    init_rng, state_rng = jax.random.split(jax.random.key(seed))
+    """A fresh state from `seed`: params, and centers uniform in +-`centers.init_scale`
+    (0: zeros, the Caffe layer's default; 0.05: a Keras `Embedding`'s default)."""
+    init_rng, centers_rng, state_rng = jax.random.split(jax.random.key(seed), 3)
     dummy = jnp.zeros((1,) + self.image_shape, jnp.uint8)
     params = self.model.init(init_rng, dummy)['params']
-    centers = jnp.zeros((self.num_classes, self.feature_size), jnp.float32)
+    scale = self.config.centers.init_scale
+    centers = jax.random.uniform(centers_rng, (self.num_classes, self.feature_size),
+                                 jnp.float32, -scale, scale)
     return TrainState(
         params=params, opt_state=self.tx.init(params), centers=centers,
         center_opt_state=self.center_tx.init(centers) if self.center_tx else (),

@@ -28,3 +28,8 @@ def test_ratio_is_scale_free_and_falls_when_clusters_tighten():
 def test_accuracy():
   logits = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
   assert metrics.accuracy(logits, np.array([0, 1, 1])) == 2 / 3
+
+
+def test_collapsed_features_give_an_undefined_ratio_not_a_crash():
+  out = metrics.clustering(np.zeros((6, 3)), np.array([0, 0, 1, 1, 2, 2]), 3)
+  assert out['inter'] == 0.0 and np.isnan(out['intra_inter'])
