@@ -64,7 +64,8 @@ def bench_group(k, num_steps):
   batch = fake_batch()
   states = jax.vmap(trainer.init)(jnp.arange(k))
   hparams = jax.vmap(train.hparams_of)(jnp.linspace(0.0, 1.0, k), jnp.full(k, 0.5))
-  group_step = jax.jit(jax.vmap(trainer._train_step, in_axes=(0, None, 0)))  # pylint: disable=protected-access
+  step = trainer._train_step  # pylint: disable=protected-access
+  group_step = jax.jit(jax.vmap(step, in_axes=(0, None, 0)))
   group_s = time_steps(lambda s: group_step(s, batch, hparams)[0], states, num_steps)
   solo_s = time_steps(lambda s: trainer.train_step(s, batch, train.hparams_of(0.1, 0.5))[0],
                       trainer.init(0), num_steps)

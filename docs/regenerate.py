@@ -122,15 +122,18 @@ def findings(s):
   beat = sum(num(r, 'verification_accuracy') > base for r in others)
   beat_l2 = sum(num(r, 'verification_accuracy_l2') > base_l2 for r in others)
   best = max(others, key=lambda r: num(r, 'verification_accuracy'))
+  softmax = s['fig2'][0]
+  best_acc = 100 * num(best, 'verification_accuracy')
   lines = [
       f"- Fig. 3 grid, test intra/inter ratio by lambda (0.001, 0.01, 0.1, 1): "
       f"{', '.join(f'{x:.3g}' for x in ratios)}: "
       + ('**falls at every step**.' if falling else '**does not fall at every step**.'),
-      f"- Softmax only (Fig. 2, lambda 0): test intra/inter {num(s['fig2'][0], 'test_intra_inter'):.3g}, "
-      f"test accuracy {100 * num(s['fig2'][0], 'test_accuracy'):.1f}%.",
+      f"- Softmax only (Fig. 2, lambda 0): test intra/inter "
+      f"{num(softmax, 'test_intra_inter'):.3g}, test accuracy "
+      f"{100 * num(softmax, 'test_accuracy'):.1f}%.",
       f"- Fig. 5 (a), cosine verification: lambda 0 gives {100 * base:.1f}%; **{beat} of "
-      f"{len(others)}** center-loss points beat it (best {100 * num(best, 'verification_accuracy'):.1f}% "
-      f"at lambda {best['lam']}).",
+      f"{len(others)}** center-loss points beat it (best {best_acc:.1f}% at lambda "
+      f"{best['lam']}).",
       f"- Same pairs scored by Euclidean distance: lambda 0 gives {100 * base_l2:.1f}%; "
       f"**{beat_l2} of {len(others)}** center-loss points beat it.",
   ]
