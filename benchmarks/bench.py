@@ -89,7 +89,7 @@ def bench_torch(num_steps):
   opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=5e-4)
   centers = torch.zeros(10, 2)
   batch = fake_batch()
-  images = (torch.from_numpy(np.asarray(batch['image'])).permute(0, 3, 1, 2).float() - 127.5) / 128
+  images = (torch.from_numpy(np.array(batch['image'])).permute(0, 3, 1, 2).float() - 127.5) / 128
   labels = torch.from_numpy(np.asarray(batch['label'])).long()
   lam, alpha = 0.01, 0.5
 
