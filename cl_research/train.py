@@ -110,7 +110,7 @@ class Trainer:
       centers = losses.center_update(state.centers, features, labels, hparams['alpha'])
       center_opt_state = state.center_opt_state
     else:
-      (grads, center_grads), (aux, features) = jax.grad(
+      (grads, center_grads), (aux, _) = jax.grad(
           loss_fn, argnums=(0, 1), has_aux=True)(state.params, state.centers)
       if self.config.centers.unscale_lambda:
         # KaiyangZhou's port: undo lam so the loss weight does not slow the centers.
@@ -120,7 +120,6 @@ class Trainer:
       centers = optax.apply_updates(state.centers, center_updates)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    del features
     new_state = state.replace(params=params, opt_state=opt_state, centers=centers,
                               center_opt_state=center_opt_state, step=state.step + 1)
     return new_state, aux
