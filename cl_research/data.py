@@ -210,7 +210,8 @@ def _load_bundled(test_fraction):
   for c in np.unique(labels):
     members = rng.permutation(np.flatnonzero(labels == c))
     is_test[members[:int(round(test_fraction * len(members)))]] = True
-  train, test = rng.permutation(np.flatnonzero(~is_test)), rng.permutation(np.flatnonzero(is_test))
+  train = rng.permutation(np.flatnonzero(~is_test))
+  test = rng.permutation(np.flatnonzero(is_test))
   return {'train': (images[train], labels[train]), 'test': (images[test], labels[test])}
 
 

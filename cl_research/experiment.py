@@ -34,13 +34,9 @@ RESULT_METRICS = ('train_accuracy', 'train_intra', 'train_inter', 'train_intra_i
                   'test_knn_accuracy', 'test_silhouette', 'verification_accuracy',
                   'verification_accuracy_std', 'verification_auc',
                   'verification_tar_at_far_1e-3', 'verification_accuracy_l2')
-SUMMARY_COLUMNS = ('name', 'status', 'lam', 'alpha', 'feature_size', 'seed', 'data_source',
-                   'data_detail', 'num_train', 'num_test', 'num_steps', 'test_accuracy',
-                   'train_accuracy', 'train_intra_inter', 'test_intra_inter', 'test_intra',
-                   'test_inter', 'test_knn_accuracy', 'test_silhouette',
-                   'verification_accuracy', 'verification_accuracy_std', 'verification_auc',
-                   'verification_tar_at_far_1e-3', 'verification_accuracy_l2', 'final_loss',
-                   'final_softmax_loss', 'final_center_loss', 'wall_s')
+SUMMARY_COLUMNS = (('name', 'status', 'lam', 'alpha', 'feature_size', 'seed', 'data_source',
+                    'data_detail', 'num_train', 'num_test', 'num_steps') + RESULT_METRICS +
+                   ('final_loss', 'final_softmax_loss', 'final_center_loss', 'wall_s'))
 
 
 def cell_label(result):
@@ -71,13 +67,12 @@ def evaluate(trainer, state, dataset, eval_config):
   With held-out classes, accuracy, k-NN and clustering use the classes seen in training
   and verification pairs come only from the held-out ones (open-set).
   """
-  features = {'centers': np.asarray(state.centers)}
+  features, logits = {'centers': np.asarray(state.centers)}, {}
   for split in ('train', 'test'):
     images = getattr(dataset, f'{split}_images')
-    feats, logits = trainer.features_and_logits(state.params, images)
-    features[f'{split}_features'], features[f'{split}_labels'] = (
-        feats, getattr(dataset, f'{split}_labels'))
-    features[f'{split}_logits'] = logits
+    features[f'{split}_features'], logits[split] = trainer.features_and_logits(state.params,
+                                                                              images)
+    features[f'{split}_labels'] = getattr(dataset, f'{split}_labels')
   finite = all(np.isfinite(features[k]).all()
                for k in ('train_features', 'test_features', 'centers'))
   if not finite:
@@ -86,7 +81,7 @@ def evaluate(trainer, state, dataset, eval_config):
   known = ~np.isin(features['test_labels'], dataset.holdout_classes)
   for split, mask in (('train', slice(None)), ('test', known)):
     feats, labels = features[f'{split}_features'][mask], features[f'{split}_labels'][mask]
-    result[f'{split}_accuracy'] = metrics.accuracy(features[f'{split}_logits'][mask], labels)
+    result[f'{split}_accuracy'] = metrics.accuracy(logits[split][mask], labels)
     for key, value in metrics.clustering(feats, labels, dataset.num_classes).items():
       result[f'{split}_{key}'] = value
   result['test_knn_accuracy'] = metrics.knn_accuracy(
@@ -133,7 +128,6 @@ def train_run(trainer, dataset, config, point, run_dir, progress):
         progress.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.2f}")
       progress.update(1)
   result, features = evaluate(trainer, state, dataset, config.eval)
-  features = {k: v for k, v in features.items() if not k.endswith('_logits')}
   np.savez_compressed(os.path.join(run_dir, 'features.npz'), **features)
   diverged = result is None
   if diverged:  # the numbers of a NaN run mean nothing: record none of them
