@@ -12,6 +12,7 @@ import ml_collections
 
 from cl_research import data
 from cl_research import models
+from cl_research import parallel
 
 CENTER_MODES = ('paper', 'gradient')
 OPTIMIZERS = ('sgd', 'adam')
@@ -75,6 +76,18 @@ def base_config():
   c.eval.knn_k = 5
   c.eval.silhouette_samples = 2000
 
+  c.parallel = ml_collections.ConfigDict()
+  c.parallel.group_strategy = 'auto'  # runs of a group: 'vmap', 'map' (a compiled loop), 'auto'
+  c.parallel.max_group_size = 0  # most runs trained together; 0: auto (CPU 1, else all)
+  c.parallel.steps_per_call = 0  # steps per compiled program; 0: auto (CPU 1, else a chunk)
+  c.parallel.shard = 'auto'  # 'model' axis of a group, 'batch' of a lone run, 'none', 'auto'
+  c.parallel.num_devices = 0  # local devices to use; 0: all
+  c.parallel.distributed = False  # jax.distributed.initialize(); also on if the env says so
+  c.parallel.coordinator_address = ''  # '' : from the environment (or SLURM / TPU)
+  c.parallel.num_processes = 0
+  c.parallel.process_id = -1
+
+  c.checkpoint_every = 0  # > 0: an orbax checkpoint of each group every N steps (resume)
   c.figure = ''  # '', 'fig2', 'fig3' or 'fig5': a paper figure drawn after the sweep
   c.snapshot_every = 0  # > 0: test features every N steps -> evolution.gif per run
   c.batch_size = 128
@@ -159,6 +172,20 @@ def run_name(point):
           f"d={point['feature_size']}_seed={point['seed']}")
 
 
+def json_diff(old, new, prefix=''):
+  """'a.b: 1 -> 2, ...' for the leaves that differ between two config dicts."""
+  diffs = []
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key), new.get(key)
+    if isinstance(a, dict) and isinstance(b, dict):
+      diff = json_diff(a, b, f'{prefix}{key}.')
+      if diff:
+        diffs.append(diff)
+    elif a != b:
+      diffs.append(f'{prefix}{key}: {a!r} -> {b!r}')
+  return ', '.join(diffs)
+
+
 def _check(ok, message):
   if not ok:
     raise ConfigError(message)
@@ -196,6 +223,14 @@ def validate(config):
   _check_choice(config.optimizer.name, 'optimizer.name', OPTIMIZERS)
   _check_choice(config.centers.mode, 'centers.mode', CENTER_MODES)
   _check_choice(config.centers.optimizer, 'centers.optimizer', OPTIMIZERS)
+  _check_choice(config.parallel.group_strategy, 'parallel.group_strategy',
+                parallel.GROUP_STRATEGIES)
+  _check_choice(config.parallel.shard, 'parallel.shard', parallel.SHARD_MODES)
+  for name in ('max_group_size', 'num_devices', 'num_processes', 'steps_per_call'):
+    _check(config.parallel[name] >= 0, f'parallel.{name}={config.parallel[name]!r} must be '
+           '>= 0 (0: no limit / all / from the environment)')
+  _check(config.checkpoint_every >= 0,
+         f'checkpoint_every={config.checkpoint_every!r} must be >= 0 (0: off)')
   _check(config.figure in ('',) + FIGURES, f'figure={config.figure!r} is not one of '
          f'{", ".join(FIGURES)} (or empty)')
   for c in config.data.holdout_classes:

@@ -1,17 +1,24 @@
 """`train_and_evaluate(config, workdir)`: every run of a sweep, its outputs and summary.
 
 The CLI (`cl_research.run`), the tests and the notebooks all call this one function.
+Runs that share shapes and seed train together as a group (`cl_research.train`); groups
+are dealt out over processes; every file is written atomically; a rerun on the same
+workdir skips finished runs and resumes interrupted groups from their last checkpoint.
 
 Workdir layout:
-  config.json            the resolved config
+  config.json            the resolved config (a rerun with a different one is refused)
+  metadata.json          package versions, backend, devices, git commit, data provenance
   summary.csv            one row per run
   grid.png               test features, rows = feature size, columns = lambda
   fig2/3/5.png           the paper figure named by `config.figure`, if any
   runs/<name>/           metrics.jsonl, result.json, features.npz, scatter.png,
                          intra_hist.png, evolution.gif (with `snapshot_every`)
+  checkpoints/<group>/   orbax checkpoints of a group's train states (`checkpoint_every`)
 """
 
 import csv
+import hashlib
+import io
 import json
 import logging
 import os
@@ -21,11 +28,15 @@ import jax
 import numpy as np
 import tqdm
 
+from cl_research import checkpoints
 from cl_research import configs
 from cl_research import data
 from cl_research import figures
+from cl_research import files
 from cl_research import metrics
+from cl_research import parallel
 from cl_research import plots
+from cl_research import provenance
 from cl_research import train
 from cl_research import verification
 
@@ -34,31 +45,18 @@ RESULT_METRICS = ('train_accuracy', 'train_intra', 'train_inter', 'train_intra_i
                   'test_knn_accuracy', 'test_silhouette', 'verification_accuracy',
                   'verification_accuracy_std', 'verification_auc',
                   'verification_tar_at_far_1e-3', 'verification_accuracy_l2')
-SUMMARY_COLUMNS = (('name', 'status', 'lam', 'alpha', 'feature_size', 'seed', 'data_source',
-                    'data_detail', 'num_train', 'num_test', 'num_steps') + RESULT_METRICS +
+SUMMARY_COLUMNS = (('name', 'status', 'diverged_step', 'diverged_quantity', 'lam', 'alpha',
+                    'feature_size', 'seed', 'data_source', 'data_detail', 'num_train',
+                    'num_test', 'num_steps') + RESULT_METRICS +
                    ('final_loss', 'final_softmax_loss', 'final_center_loss', 'wall_s'))
+FINISHED = ('complete', 'diverged')
 
 
 def cell_label(result):
   """Short description of a run's outcome for plot titles."""
   if result['status'] == 'diverged':
-    return 'DIVERGED (non-finite features)'
+    return f"DIVERGED ({result['diverged_quantity']} at step {result['diverged_step']})"
   return f"test acc {result['test_accuracy']:.3f}, intra/inter {result['test_intra_inter']:.3g}"
-
-
-def json_safe(record):
-  """Numpy scalars to Python, non-finite floats to None (JSON has no NaN)."""
-  out = {}
-  for key, value in record.items():
-    value = value.item() if isinstance(value, np.generic) else value
-    out[key] = None if isinstance(value, float) and not np.isfinite(value) else value
-  return out
-
-
-def write_json(path, record):
-  with open(path, 'w') as f:
-    json.dump(json_safe(record), f, indent=2)
-    f.write('\n')
 
 
 def evaluate(trainer, state, dataset, eval_config):
@@ -66,6 +64,7 @@ def evaluate(trainer, state, dataset, eval_config):
 
   With held-out classes, accuracy, k-NN and clustering use the classes seen in training
   and verification pairs come only from the held-out ones (open-set).
+  Returns (None, features) when the features are not finite.
   """
   features, logits = {'centers': np.asarray(state.centers)}, {}
   for split in ('train', 'test'):
@@ -73,9 +72,8 @@ def evaluate(trainer, state, dataset, eval_config):
     features[f'{split}_features'], logits[split] = trainer.features_and_logits(state.params,
                                                                               images)
     features[f'{split}_labels'] = getattr(dataset, f'{split}_labels')
-  finite = all(np.isfinite(features[k]).all()
-               for k in ('train_features', 'test_features', 'centers'))
-  if not finite:
+  if not all(np.isfinite(features[k]).all()
+             for k in ('train_features', 'test_features', 'centers')):
     return None, features
   result = {}
   known = ~np.isin(features['test_labels'], dataset.holdout_classes)
@@ -97,45 +95,132 @@ def evaluate(trainer, state, dataset, eval_config):
   return result, features
 
 
-def _snapshot(trainer, state, step, images):
+def group_points(points, max_size=0):
+  """Runs that can train together: same feature size and seed, in sweep order."""
+  groups = {}
+  for p in points:
+    groups.setdefault((p['feature_size'], p['seed']), []).append(p)
+  size = parallel.max_group_size(max_size) or len(points)
+  return [g[i:i + size] for g in groups.values() for i in range(0, len(g), size)]
+
+
+def group_id(points):
+  names = '|'.join(configs.run_name(p) for p in points)
+  head = points[0]
+  return (f"d={head['feature_size']}_seed={head['seed']}_"
+          f"{hashlib.sha1(names.encode()).hexdigest()[:10]}")
+
+
+def chunk_ends(config):
+  """Steps where a compiled chunk ends: logging, snapshots, checkpoints and the last."""
+  ends = {config.num_steps}
+  for every in (config.log_every, config.snapshot_every, config.checkpoint_every):
+    if every:
+      ends.update(range(every, config.num_steps, every))
+  return sorted(ends)
+
+
+class RunLog:
+  """One run's metrics.jsonl, appended as training goes; truncated to a resumed step."""
+
+  def __init__(self, path, resume_step):
+    kept = []
+    if resume_step and os.path.exists(path):
+      with open(path) as f:
+        kept = [line for line in f if json.loads(line)['step'] <= resume_step]
+    files.write_text(path, ''.join(kept))
+    self.file = open(path, 'a')  # pylint: disable=consider-using-with
+    self.last = {}
+
+  def write(self, step, values):
+    self.last = values
+    self.file.write(json.dumps(files.json_safe({'step': step, **values})) + '\n')
+    self.file.flush()
+
+  def close(self):
+    self.file.close()
+
+
+def _snapshot_features(trainer, state, images):
   features, _ = trainer.features_and_logits(state.params, images)
-  return step, features, np.asarray(state.centers)
+  return features, np.asarray(state.centers)
 
 
-def train_run(trainer, dataset, config, point, run_dir, progress):
-  """Trains one point of the sweep and writes its outputs; returns its result dict."""
+def train_group(trainer, dataset, config, points, workdir, progress):
+  """Trains the runs of one group together (resuming from a checkpoint if one exists)
+  and returns their final states (member axis first) and wall time."""
   start = time.perf_counter()
-  os.makedirs(run_dir, exist_ok=True)
-  state = trainer.init(point['seed'])
-  hparams = train.hparams_of(point['lam'], point['alpha'])
-  last = {}
+  names = [configs.run_name(p) for p in points]
+  run_dirs = [os.path.join(workdir, 'runs', n) for n in names]
+  for d in run_dirs:
+    os.makedirs(d, exist_ok=True)
+  shards = parallel.model_shards(trainer.mesh)
+  padded = points + [points[0]] * ((-len(points)) % shards)  # equal slices per device
+  seed = points[0]['seed']
+  states = trainer.init_group([p['seed'] for p in padded])
+  hparams = train.stack([trainer.hparams(p['lam'], p['alpha']) for p in padded])
+  ckpt = checkpoints.GroupCheckpoints(os.path.join(workdir, 'checkpoints', group_id(points)))
+  step, states, snapshots = ckpt.restore(states, names, run_dirs, len(points))
+  if step:
+    logging.info('group %s: resumed at step %d', group_id(points), step)
+  logs = [RunLog(os.path.join(d, 'metrics.jsonl'), step) for d in run_dirs]
   snap_idx = plots.subsample(len(dataset.test_labels), 2000)
-  snapshots = ([_snapshot(trainer, state, 0, dataset.test_images[snap_idx])]
-               if config.snapshot_every else [])
-  with open(os.path.join(run_dir, 'metrics.jsonl'), 'w') as log:
-    order = train.batch_indices(point['seed'], len(dataset.train_labels), config.batch_size,
-                                config.num_steps)
-    for step, idx in enumerate(order, start=1):
-      batch = {'image': dataset.train_images[idx], 'label': dataset.train_labels[idx]}
-      state, step_metrics = trainer.train_step(state, batch, hparams)
-      if config.snapshot_every and (step % config.snapshot_every == 0 or
+  snap_images = dataset.test_images[snap_idx]
+  if config.snapshot_every and step == 0:
+    snapshots = [[(0, *_snapshot_features(trainer, train.member(states, i), snap_images))]
+                 for i in range(len(points))]
+  data_on_device = trainer.device_data(dataset.train_images, dataset.train_labels, seed)
+  progress.update(step * len(points))
+  for end in (e for e in chunk_ends(config) if e > step):
+    states, chunk_metrics = trainer.train_chunk(states, hparams, data_on_device, step,
+                                                end - step)
+    chunk_metrics = jax.device_get(chunk_metrics)
+    diverged_at = np.asarray(jax.device_get(states.diverged_at))
+    for t in range(end - step):
+      s = step + t + 1
+      if s % config.log_every and s != config.num_steps:
+        continue
+      for i, log in enumerate(logs):
+        if not diverged_at[i] or s <= diverged_at[i]:
+          log.write(s, {k: float(v[t, i]) for k, v in chunk_metrics.items()})
+    progress.update((end - step) * len(points))
+    step = end
+    if config.snapshot_every and (step % config.snapshot_every == 0 or
+                                  step == config.num_steps):
+      for i in range(len(points)):
+        snapshots[i].append((step, *_snapshot_features(trainer, train.member(states, i),
+                                                        snap_images)))
+    if diverged_at[:len(points)].all():
+      logging.warning('group %s: every run diverged; stopping at step %d', group_id(points),
+                      step)
+      progress.update((config.num_steps - step) * len(points))
+      break
+    if config.checkpoint_every and (step % config.checkpoint_every == 0 or
                                     step == config.num_steps):
-        snapshots.append(_snapshot(trainer, state, step, dataset.test_images[snap_idx]))
-      if step % config.log_every == 0 or step == config.num_steps:
-        last = {k: float(v) for k, v in jax.device_get(step_metrics).items()}
-        log.write(json.dumps(json_safe({'step': step, **last})) + '\n')
-        log.flush()
-        progress.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.2f}")
-      progress.update(1)
+      ckpt.save(step, states, names, len(points), snapshots, run_dirs)
+  for log in logs:
+    log.close()
+  wall_s = time.perf_counter() - start
+  return states, [log.last for log in logs], snapshots, wall_s / len(points)
+
+
+def write_run(trainer, dataset, config, point, state, last, snapshots, wall_s, run_dir,
+              meta):
+  """Evaluates one trained run and writes its features, plots and (last) result.json."""
+  start = time.perf_counter()
+  diverged_at = int(state.diverged_at)
+  quantity = train.DIVERGED_QUANTITIES[int(state.diverged_what)]
   result, features = evaluate(trainer, state, dataset, config.eval)
-  np.savez_compressed(os.path.join(run_dir, 'features.npz'), **features)
-  diverged = result is None
-  if diverged:  # the numbers of a NaN run mean nothing: record none of them
-    logging.warning('run %s diverged: non-finite features or centers', configs.run_name(point))
+  if result is None and not diverged_at:  # finite training, non-finite evaluation
+    diverged_at, quantity = config.num_steps, 'features'
+  if diverged_at:  # the numbers of a diverged run mean nothing: record none of them
+    logging.warning('run %s diverged: %s non-finite at step %d', configs.run_name(point),
+                    quantity, diverged_at)
     result = dict.fromkeys(RESULT_METRICS)
   result = {
       'name': configs.run_name(point), **point,
-      'status': 'diverged' if diverged else 'complete',
+      'status': 'diverged' if diverged_at else 'complete',
+      'diverged_step': diverged_at or None, 'diverged_quantity': quantity or None,
       'center_mode': config.centers.mode, 'data_source': dataset.source,
       'data_detail': dataset.detail, 'num_train': len(dataset.train_labels),
       'num_test': len(dataset.test_labels), 'num_steps': config.num_steps,
@@ -143,32 +228,44 @@ def train_run(trainer, dataset, config, point, run_dir, progress):
       'final_softmax_loss': last.get('softmax_loss'),
       'final_center_loss': last.get('center_loss'),
   }
+  files.savez(os.path.join(run_dir, 'features.npz'), **features)
   title = (f"{dataset.title}  lambda={point['lam']:g} alpha={point['alpha']:g} "
            f"d={point['feature_size']}  " + cell_label(result))
   names = data.class_names(dataset.name)
-  plots.plot_run(None if diverged else features, title, names,
+  plots.plot_run(None if diverged_at else features, title, names,
                  os.path.join(run_dir, 'scatter.png'), config.plot_max_points)
-  if not diverged:
+  if not diverged_at:
     distances = metrics.intra_class_distances(features['test_features'],
                                               features['test_labels'], dataset.num_classes)
     plots.plot_intra_histogram(distances, features['test_labels'], names,
                                f'test intra-class distances, {title}',
                                os.path.join(run_dir, 'intra_hist.png'))
   if snapshots:
-    plots.write_evolution_gif(snapshots, dataset.test_labels[snap_idx], names,
-                              f"lambda={point['lam']:g}", os.path.join(run_dir, 'evolution.gif'))
-  result['wall_s'] = round(time.perf_counter() - start, 2)
-  write_json(os.path.join(run_dir, 'result.json'), result)
-  return result, features
+    snap_labels = dataset.test_labels[plots.subsample(len(dataset.test_labels), 2000)]
+    plots.write_evolution_gif(snapshots, snap_labels, names, f"lambda={point['lam']:g}",
+                              os.path.join(run_dir, 'evolution.gif'))
+  result['wall_s'] = round(wall_s + time.perf_counter() - start, 2)
+  result['metadata'] = meta
+  files.write_json(os.path.join(run_dir, 'result.json'), result)
+  return result
+
+
+def load_run(run_dir):
+  """(result, features) of a finished run on disk, or (None, None)."""
+  result = files.read_json(os.path.join(run_dir, 'result.json'))
+  if not result or result.get('status') not in FINISHED:
+    return None, None
+  with np.load(os.path.join(run_dir, 'features.npz')) as f:
+    return result, dict(f)
 
 
 def write_summary(path, results):
-  with open(path, 'w', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=SUMMARY_COLUMNS, extrasaction='ignore',
-                            restval='')
-    writer.writeheader()
-    for r in results:
-      writer.writerow(r)
+  out = io.StringIO()
+  writer = csv.DictWriter(out, fieldnames=SUMMARY_COLUMNS, extrasaction='ignore', restval='')
+  writer.writeheader()
+  for r in results:
+    writer.writerow(r)
+  files.write_text(path, out.getvalue())
 
 
 def write_grids(workdir, config, dataset, results, features_by_name):
@@ -193,38 +290,74 @@ def format_table(results):
   cols = ('lam', 'alpha', 'feature_size', 'seed', 'status', 'test_accuracy',
           'test_intra_inter', 'wall_s')
   head = ' '.join(f'{c:>16}' for c in cols)
-  rows = [' '.join(f'{r[c]:>16.4g}' if isinstance(r[c], float) else f'{r[c]:>16}'
+  rows = [' '.join(f'{r[c]:>16.4g}' if isinstance(r[c], float) else f'{r[c]!s:>16}'
                    for c in cols) for r in results]
   return '\n'.join([head] + rows)
+
+
+def prepare_workdir(config, workdir):
+  """Creates the workdir and its config.json; refuses one that holds another config."""
+  path = os.path.join(workdir, 'config.json')
+  new = json.loads(config.to_json_best_effort())
+  old = files.read_json(path)
+  if old is not None and old != new:
+    raise configs.ConfigError(
+        f'workdir {workdir!r} holds runs of a different config ({configs.json_diff(old, new)}); '
+        'use another --workdir, or --new_workdir to get a fresh one')
+  os.makedirs(workdir, exist_ok=True)
+  if old is None:
+    files.write_text(path, config.to_json_best_effort(indent=2) + '\n')
 
 
 def train_and_evaluate(config, workdir, dataset=None):
   """Runs every point of `config.sweep` and writes all outputs under `workdir`."""
   configs.validate(config)
+  process, num_processes = parallel.initialize(config.parallel)
   if dataset is None:
     dataset = data.load(config.data)
   points = configs.expand_runs(config)
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2) + '\n')
+  if process == 0:
+    prepare_workdir(config, workdir)
+  parallel.barrier('workdir-ready')
+  meta = provenance.metadata(config, dataset)
+  if process == 0:
+    files.write_json(os.path.join(workdir, 'metadata.json'), meta)
+  groups = group_points(points, config.parallel.max_group_size)[process::num_processes]
+  todo = [[p for p in g if load_run(os.path.join(workdir, 'runs', configs.run_name(p)))[0]
+           is None] for g in groups]
+  todo = [g for g in todo if g]
+  skipped = sum(len(g) for g in groups) - sum(len(g) for g in todo)
+  if skipped:
+    logging.info('%d finished runs found in %s: not retrained', skipped, workdir)
   trainers = {}
-  results, features_by_name = [], {}
-  progress = tqdm.tqdm(total=len(points) * config.num_steps, unit='step', mininterval=1.0,
-                       dynamic_ncols=True)
+  progress = tqdm.tqdm(total=sum(len(g) for g in todo) * config.num_steps, unit='step',
+                       mininterval=1.0, dynamic_ncols=True, disable=process > 0)
   with progress:
-    for point in points:
-      name = configs.run_name(point)
-      progress.set_description(name)
-      d = point['feature_size']
-      if d not in trainers:
-        trainers[d] = train.Trainer(config, d, dataset.num_classes, dataset.image_shape)
-      result, features = train_run(trainers[d], dataset, config, point,
-                                   os.path.join(workdir, 'runs', name), progress)
-      results.append(result)
-      features_by_name[name] = features
-  write_summary(os.path.join(workdir, 'summary.csv'), results)
-  write_grids(workdir, config, dataset, results, features_by_name)
-  if config.figure:
-    figures.FIGURES[config.figure](workdir, results, features_by_name, dataset)
+    for group in todo:
+      progress.set_description(f"d={group[0]['feature_size']} x{len(group)}")
+      mesh = parallel.mesh_for(len(group), config.batch_size, config.parallel)
+      key = (group[0]['feature_size'], None if mesh is None else tuple(mesh.shape.items()))
+      if key not in trainers:
+        trainers[key] = train.Trainer(config, group[0]['feature_size'], dataset.num_classes,
+                                      dataset.image_shape, mesh=mesh)
+      trainer = trainers[key]
+      states, lasts, snapshots, wall_s = train_group(trainer, dataset, config, group, workdir,
+                                                     progress)
+      for i, point in enumerate(group):
+        write_run(trainer, dataset, config, point, train.member(states, i), lasts[i],
+                  snapshots[i] if snapshots else None, wall_s,
+                  os.path.join(workdir, 'runs', configs.run_name(point)), meta)
+  parallel.barrier('runs-done')
+  results, features_by_name = [], {}
+  for point in points:
+    result, features = load_run(os.path.join(workdir, 'runs', configs.run_name(point)))
+    results.append(result)
+    features_by_name[configs.run_name(point)] = features
+  if process == 0:
+    write_summary(os.path.join(workdir, 'summary.csv'), results)
+    write_grids(workdir, config, dataset, results, features_by_name)
+    if config.figure:
+      figures.FIGURES[config.figure](workdir, results, features_by_name, dataset)
   logging.info('data source: %s', dataset.title)
+  parallel.barrier('summary-written')
   return results

@@ -8,6 +8,8 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 from sklearn.decomposition import PCA
 
+from cl_research import files
+
 CLASS_COLORS = plt.get_cmap('tab10').colors
 
 
@@ -51,7 +53,8 @@ def save(fig, path, title=None, dpi=110):
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  fig.savefig(path, dpi=dpi)
+  with files.atomic_path(path) as tmp:
+    fig.savefig(tmp, dpi=dpi)
   plt.close(fig)
   return path
 
@@ -146,5 +149,6 @@ def write_evolution_gif(snapshots, labels_N, class_names, title, path, fps=4):
     ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
 
   anim = animation.FuncAnimation(fig, draw, frames=len(frames))
-  anim.save(path, writer=animation.PillowWriter(fps=fps))
+  with files.atomic_path(path) as tmp:
+    anim.save(tmp, writer=animation.PillowWriter(fps=fps))
   plt.close(fig)

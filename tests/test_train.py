@@ -24,7 +24,7 @@ def test_train_step_lowers_loss_on_a_fixed_batch(mode):
                             'centers.learning_rate': 0.05, 'optimizer.learning_rate': 0.05,
                             'optimizer.grad_clip_norm': 5.0})
   state = trainer.init(0)
-  hparams = train.hparams_of(0.1, 0.5)
+  hparams = trainer.hparams(0.1, 0.5)
   losses_seen = []
   for _ in range(30):
     state, step_metrics = trainer.train_step(state, BATCH, hparams)
@@ -37,7 +37,7 @@ def test_changing_lam_and_alpha_does_not_retrace():
   trainer = make_trainer()
   state = trainer.init(0)
   for lam, alpha in [(0.0, 0.5), (0.1, 0.5), (1.0, 0.2), (0.003, 1.0)]:
-    state, _ = trainer.train_step(state, BATCH, train.hparams_of(lam, alpha))
+    state, _ = trainer.train_step(state, BATCH, trainer.hparams(lam, alpha))
   assert trainer.train_step._cache_size() == 1  # pylint: disable=protected-access
 
 
@@ -46,7 +46,7 @@ def test_paper_mode_moves_centers_by_eq4_on_the_same_forward_pass():
   state = trainer.init(0)
   features, _ = trainer.apply(state.params, BATCH['image'])
   expected = losses.center_update(state.centers, features, BATCH['label'], 0.5)
-  new_state, _ = trainer.train_step(state, BATCH, train.hparams_of(0.1, 0.5))
+  new_state, _ = trainer.train_step(state, BATCH, trainer.hparams(0.1, 0.5))
   np.testing.assert_allclose(new_state.centers, expected, rtol=1e-5, atol=1e-6)
   assert not np.allclose(new_state.centers, 0.0)
 
@@ -54,8 +54,8 @@ def test_paper_mode_moves_centers_by_eq4_on_the_same_forward_pass():
 def test_paper_mode_centers_ignore_lam():
   trainer = make_trainer()
   state = trainer.init(0)
-  a, _ = trainer.train_step(trainer.init(0), BATCH, train.hparams_of(0.0, 0.5))
-  b, _ = trainer.train_step(state, BATCH, train.hparams_of(1.0, 0.5))
+  a, _ = trainer.train_step(trainer.init(0), BATCH, trainer.hparams(0.0, 0.5))
+  b, _ = trainer.train_step(state, BATCH, trainer.hparams(1.0, 0.5))
   np.testing.assert_allclose(a.centers, b.centers, rtol=1e-6)
 
 
@@ -69,7 +69,7 @@ def test_gradient_mode_moves_centers_with_their_own_optimizer():
   lam = 0.5
   grad = jax.grad(lambda c: lam * losses.center_loss(features, BATCH['label'], c))(state.centers)
   expected = np.asarray(state.centers - 0.5 * grad)  # the step donates `state`
-  new_state, _ = trainer.train_step(state, BATCH, train.hparams_of(lam, 0.5))
+  new_state, _ = trainer.train_step(state, BATCH, trainer.hparams(lam, 0.5))
   np.testing.assert_allclose(new_state.centers, expected, rtol=1e-4, atol=1e-6)
   assert not np.allclose(new_state.centers, 1.0)
 
@@ -77,9 +77,9 @@ def test_gradient_mode_moves_centers_with_their_own_optimizer():
 def test_gradient_mode_unscale_lambda_makes_center_step_independent_of_lam():
   trainer = make_trainer(**{'centers.mode': 'gradient', 'centers.unscale_lambda': True})
   state = trainer.init(0).replace(centers=jnp.ones((10, 2)))
-  small, _ = trainer.train_step(state, BATCH, train.hparams_of(0.01, 0.5))
+  small, _ = trainer.train_step(state, BATCH, trainer.hparams(0.01, 0.5))
   state = trainer.init(0).replace(centers=jnp.ones((10, 2)))
-  big, _ = trainer.train_step(state, BATCH, train.hparams_of(1.0, 0.5))
+  big, _ = trainer.train_step(state, BATCH, trainer.hparams(1.0, 0.5))
   np.testing.assert_allclose(small.centers, big.centers, rtol=1e-4)
 
 
@@ -92,8 +92,10 @@ def test_same_seed_same_state_different_seed_differs():
 
 
 def test_batch_indices_cover_each_epoch_once():
-  batches = list(train.batch_indices(0, 100, 32, 6))
-  assert len(batches) == 6
+  key = train.data_key_of(0)
+  batches = [np.asarray(train.batch_indices_at(key, s, 100, 32)) for s in range(6)]
   first_epoch = np.concatenate(batches[:3])
   assert len(np.unique(first_epoch)) == 96
-  assert [b.tolist() for b in batches] == [b.tolist() for b in train.batch_indices(0, 100, 32, 6)]
+  assert not np.array_equal(np.sort(first_epoch), np.sort(np.concatenate(batches[3:])))
+  again = [np.asarray(train.batch_indices_at(train.data_key_of(0), s, 100, 32)) for s in range(6)]
+  assert all(np.array_equal(a, b) for a, b in zip(batches, again))

@@ -1,0 +1,109 @@
+"""Devices and hosts: the mesh a group trains on, and the split of a sweep over processes.
+
+Within a process, a group's model axis is sharded over the local devices with
+`jax.shard_map` (each device trains its own members; nothing crosses devices), and a lone
+run can shard its batch axis instead (GSPMD; the center update then reduces over the
+global batch, not a per-device one). Across processes (`jax.distributed`), whole groups
+are dealt out round-robin; each process writes its own runs and process 0 writes the
+summary and the plots once all are done.
+"""
+
+import logging
+import os
+
+import jax
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+GROUP_STRATEGIES = ('auto', 'vmap', 'map', 'unroll')
+SHARD_MODES = ('auto', 'model', 'batch', 'none')
+
+
+def group_strategy(name):
+  """How a group's members share a compiled step. 'vmap': one batched step (on
+  accelerators); 'map': `lax.map`, a loop in the program; 'unroll': one copy of the step
+  per member. 'auto' picks 'vmap' on accelerators and 'unroll' on CPU, where XLA turns a
+  vmapped convolution into a dense one K times the size, and runs convolution gradients
+  inside a loop ~10x slower (measured: benchmarks/README.md)."""
+  if name == 'auto':
+    return 'unroll' if jax.default_backend() == 'cpu' else 'vmap'
+  return name
+
+
+def steps_per_call(value):
+  """(steps per compiled call, unrolled?). 0 = auto: one step per call on CPU, where
+  XLA ran convolution gradients inside a while loop ~8x slower and unrolled multi-step
+  programs ~15% slower per step; a rolled `lax.scan` over each whole chunk elsewhere."""
+  cpu = jax.default_backend() == 'cpu'
+  if value == 0:
+    return (1, True) if cpu else (0, False)
+  return value, cpu
+
+
+def max_group_size(value):
+  """0 = auto: no limit on accelerators; 1 on CPU, where training runs together brought
+  no speed (measured: benchmarks/README.md) and each member adds to the compile time."""
+  if value == 0:
+    return 1 if jax.default_backend() == 'cpu' else 0
+  return value
+
+
+def mesh_for(group_size, batch_size, parallel_config):
+  """The mesh of a group: its model axis over the local devices when it has several
+  members, else its batch axis; None on one device."""
+  devices = jax.local_devices()
+  if parallel_config.num_devices:
+    devices = devices[:parallel_config.num_devices]
+  mode = parallel_config.shard
+  if mode == 'auto':
+    mode = 'model' if group_size > 1 else 'batch'
+  if len(devices) < 2 or mode == 'none':
+    return None
+  if mode == 'batch':
+    if batch_size % len(devices):
+      logging.warning('batch %d does not split over %d devices: not sharded', batch_size,
+                      len(devices))
+      return None
+    return Mesh(devices, ('batch',))
+  return Mesh(devices[:min(len(devices), group_size)], ('model',))
+
+
+def model_shards(mesh):
+  return mesh.shape['model'] if mesh is not None and 'model' in mesh.axis_names else 1
+
+
+def shard_models(chunk_fn, mesh):
+  """Wraps `chunk_fn(states, hparams, images, labels, data_key, start_step)` so each
+  device runs it on its slice of the model axis; data and step are replicated."""
+  return jax.shard_map(chunk_fn, mesh=mesh,
+                       in_specs=(P('model'), P('model'), P(), P(), P(), P()),
+                       out_specs=(P('model'), P(None, 'model')), check_vma=False)
+
+
+def replicate(tree, mesh):
+  if mesh is None:
+    return tree
+  return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def initialize(parallel_config):
+  """Starts `jax.distributed` when asked (`parallel.distributed`, or the environment
+  variables JAX reads: coordinator address, process count and id; SLURM and TPU pods
+  are detected by JAX itself). Returns (process_index, process_count)."""
+  if parallel_config.distributed or os.environ.get('JAX_COORDINATOR_ADDRESS'):
+    if not jax.distributed.is_initialized():
+      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+      jax.distributed.initialize(
+          coordinator_address=parallel_config.coordinator_address or None,
+          num_processes=parallel_config.num_processes or None,
+          process_id=(parallel_config.process_id
+                      if parallel_config.process_id >= 0 else None))
+  return jax.process_index(), jax.process_count()
+
+
+def barrier(name):
+  """Waits for every process (a no-op with one)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)

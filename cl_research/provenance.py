@@ -1,0 +1,52 @@
+"""Where a result came from: package versions, backend and devices, git commit, data."""
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+
+import jax
+
+PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'scikit-learn',
+            'tensorflow-datasets', 'ml-collections', 'matplotlib', 'cl_research')
+
+
+def package_versions():
+  versions = {}
+  for name in PACKAGES:
+    try:
+      versions[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      versions[name] = None
+  return versions
+
+
+def git_commit():
+  """HEAD of the checkout the package runs from (with '+dirty' for local changes)."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True,
+                          text=True, timeout=10, check=True).stdout.strip()
+    dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'],
+                           cwd=here, capture_output=True, text=True, timeout=10).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return head + ('+dirty' if dirty else '')
+
+
+def metadata(config, dataset):
+  """What a figure needs to be traced back to its code, machine and data."""
+  return {
+      'packages': package_versions(),
+      'python': platform.python_version(),
+      'backend': jax.default_backend(),
+      'devices': [str(d) for d in jax.devices()],
+      'process_count': jax.process_count(),
+      'git_commit': git_commit(),
+      'data': {'name': dataset.name, 'source': dataset.source, 'detail': dataset.detail,
+               'num_train': int(len(dataset.train_labels)),
+               'num_test': int(len(dataset.test_labels))},
+      'seeds': {'init_and_data_order': sorted(set(config.sweep.seed) |
+                                              set(config.sweep_extra.seed)),
+                'verification_pairs': config.eval.pairs_seed},
+  }

@@ -1,0 +1,50 @@
+"""Run under XLA_FLAGS=--xla_force_host_platform_device_count=4 by tests/test_parallel.py:
+trains a 4-member group sharded over 4 devices and a lone run with its batch sharded,
+and the same on 1 device; prints the largest differences as JSON."""
+
+import json
+
+import jax
+import numpy as np
+
+from cl_research import parallel
+from cl_research import train
+from tests.conftest import synthetic_dataset
+from tests.conftest import tiny_config
+
+DATA = synthetic_dataset(num_train=128)
+
+
+def run(num_devices, lams, strategy):
+  config = tiny_config(**{'parallel.num_devices': num_devices, 'parallel.group_strategy':
+                          strategy, 'optimizer.learning_rate': 0.05})
+  mesh = parallel.mesh_for(len(lams), config.batch_size, config.parallel)
+  trainer = train.Trainer(config, 2, 10, DATA.image_shape, mesh=mesh)
+  states = trainer.init_group([0] * len(lams))
+  hparams = train.stack([trainer.hparams(lam, 0.5) for lam in lams])
+  data = trainer.device_data(DATA.train_images, DATA.train_labels, 0)
+  states, metrics = trainer.train_chunk(states, hparams, data, 0, 6)
+  return (None if mesh is None else dict(mesh.shape)), jax.device_get((states, metrics))
+
+
+def max_diff(a, b):
+  return max(float(np.max(np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+def main():
+  out = {'devices': len(jax.devices())}
+  lams = (0.0, 0.01, 0.1, 1.0)
+  mesh4, group4 = run(4, lams, 'vmap')
+  _, group1 = run(1, lams, 'vmap')
+  out['model_mesh'] = mesh4
+  out['model_axis_max_diff'] = max_diff(group4, group1)
+  mesh_b, lone4 = run(4, (0.1,), 'unroll')
+  _, lone1 = run(1, (0.1,), 'unroll')
+  out['batch_mesh'] = mesh_b
+  out['batch_axis_max_diff'] = max_diff(lone4, lone1)
+  print(json.dumps(out))
+
+
+if __name__ == '__main__':
+  main()

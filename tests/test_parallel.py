@@ -1,0 +1,110 @@
+"""Sweep groups, devices and processes give the numbers of runs trained alone."""
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from cl_research import train
+from tests.conftest import synthetic_dataset
+from tests.conftest import tiny_config
+
+DATA = synthetic_dataset(num_train=128)
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+POINTS = [(0.0, 0.5, 0.05), (0.1, 0.3, 0.02), (1.0, 1.0, 0.05)]  # lam, alpha, learning rate
+
+
+def train_group(strategy, points, steps=8):
+  config = tiny_config(**{'parallel.group_strategy': strategy})
+  trainer = train.Trainer(config, 2, 10, DATA.image_shape)
+  states = trainer.init_group([0] * len(points))
+  hparams = train.stack([trainer.hparams(*p) for p in points])
+  data = trainer.device_data(DATA.train_images, DATA.train_labels, 0)
+  return jax.device_get(trainer.train_chunk(states, hparams, data, 0, steps))
+
+
+@pytest.mark.parametrize('strategy', ['vmap', 'unroll', 'map'])
+def test_group_member_equals_the_run_trained_alone(strategy):
+  group_states, group_metrics = train_group(strategy, POINTS)
+  for i, point in enumerate(POINTS):
+    solo_states, solo_metrics = train_group('unroll', [point])
+    for a, b in zip(jax.tree.leaves(train.member(group_states, i)),
+                    jax.tree.leaves(train.member(solo_states, 0))):
+      np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    np.testing.assert_allclose(group_metrics['loss'][:, i], solo_metrics['loss'][:, 0],
+                               rtol=1e-4)
+  # the members really differ (different lam, alpha and learning rate)
+  assert not np.allclose(group_states.centers[0], group_states.centers[2])
+
+
+def test_chunks_resume_exactly_where_they_stopped():
+  whole, _ = train_group('unroll', POINTS[:1], steps=8)
+  config = tiny_config()
+  trainer = train.Trainer(config, 2, 10, DATA.image_shape)
+  states = trainer.init_group([0])
+  hparams = train.stack([trainer.hparams(*POINTS[0])])
+  data = trainer.device_data(DATA.train_images, DATA.train_labels, 0)
+  states, _ = trainer.train_chunk(states, hparams, data, 0, 3)
+  states, _ = trainer.train_chunk(states, hparams, data, 3, 5)
+  for a, b in zip(jax.tree.leaves(jax.device_get(states)), jax.tree.leaves(whole)):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_four_fake_devices_give_the_numbers_of_one():
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
+             PYTHONPATH=ROOT)
+  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'scripts',
+                                                      'devices_check.py')],
+                        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  assert out['devices'] == 4
+  assert out['model_mesh'] == {'model': 4} and out['batch_mesh'] == {'batch': 4}
+  assert out['model_axis_max_diff'] < 1e-4
+  assert out['batch_axis_max_diff'] < 1e-4
+
+
+def free_port():
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def read_summary(path):
+  with open(path) as f:
+    return {r['name']: r for r in csv.DictReader(f)}
+
+
+def test_two_processes_give_the_sweep_of_one(tmp_path):
+  common = [sys.executable, '-m', 'cl_research.run', '--config', 'sweep:smoke',
+            '--config.sweep.lam=(0.0, 1.0)', '--config.data.source=bundled']
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  single = subprocess.run(common + [f'--workdir={tmp_path / "one"}'], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+  assert single.returncode == 0, single.stderr[-2000:]
+  port = free_port()
+  procs = [subprocess.Popen(
+      common + [f'--workdir={tmp_path / "two"}', '--config.parallel.distributed=True',
+                f'--config.parallel.coordinator_address=localhost:{port}',
+                '--config.parallel.num_processes=2', f'--config.parallel.process_id={i}'],
+      env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+  one, two = read_summary(tmp_path / 'one' / 'summary.csv'), read_summary(
+      tmp_path / 'two' / 'summary.csv')
+  assert sorted(one) == sorted(two) and len(one) == 4
+  for name, row in one.items():
+    for key in ('status', 'test_accuracy', 'test_intra_inter', 'final_loss'):
+      assert two[name][key] == row[key], (name, key)
+  # each process trained its own groups: both wrote run folders, only process 0 the plots
+  meta = [json.loads((tmp_path / 'two' / 'runs' / n / 'result.json').read_text())
+          for n in two]
+  assert {m['metadata']['process_count'] for m in meta} == {2}
+  assert (tmp_path / 'two' / 'grid.png').exists()
