@@ -17,6 +17,8 @@ import orbax.checkpoint as ocp
 
 from cl_research import files
 
+log = logging.getLogger(__name__)
+
 
 class GroupCheckpoints:
   """The checkpoints of one group under `directory`, with its members' names."""
@@ -60,7 +62,7 @@ class GroupCheckpoints:
     saved = self.manager().restore(step, args=ocp.args.Composite(
         meta=ocp.args.JsonRestore()))['meta']['names']
     if not set(names) <= set(saved):
-      logging.warning('checkpoint in %s is of other runs: starting afresh', self.directory)
+      log.warning('checkpoint in %s is of other runs: starting afresh', self.directory)
       return 0, states, None
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct((len(saved),) + x.shape[1:], x.dtype), states)

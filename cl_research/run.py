@@ -17,6 +17,7 @@ from cl_research import configs
 from cl_research import data
 from cl_research import experiment
 
+
 EXPERIMENTS_DIRS = (os.path.join(os.getcwd(), 'experiments'),
                     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                  'experiments'))
@@ -71,6 +72,8 @@ def parse(argv):
                                                 sys_argv=argv)
   flags.DEFINE_string('workdir', None, 'output folder (default runs/<config name>)',
                       flag_values=fv)
+  flags.DEFINE_bool('new_workdir', False, 'if the workdir holds another config, write to '
+                    'WORKDIR-2 (-3, ...) instead of refusing', flag_values=fv)
   try:
     fv(argv)
   except configs.ConfigError:
@@ -81,15 +84,18 @@ def parse(argv):
     raise UsageError(f'unknown config field in {" ".join(overrides)} ({detail})') from None
   except (flags.Error, TypeError, ValueError) as e:
     raise UsageError(' '.join(str(e).split()) or type(e).__name__) from None
-  return config_flag.value, fv.workdir or os.path.join('runs', name)
+  workdir = fv.workdir or os.path.join('runs', name)
+  return config_flag.value, workdir, fv.new_workdir
 
 
 def main(argv=None):
   argv = sys.argv if argv is None else argv
-  logging.basicConfig(level=logging.INFO, format='%(levelname)s %(message)s')
+  logging.basicConfig(format='%(levelname)s %(name)s: %(message)s')
+  logging.getLogger('cl_research').setLevel(logging.INFO)
   try:
-    config, workdir = parse(argv)
+    config, workdir, new_workdir = parse(argv)
     configs.validate(config)
+    workdir = experiment.resolve_workdir(config, workdir, new_workdir)
     dataset = data.load(config.data)
   except (UsageError, configs.ConfigError, data.DataError) as e:
     print(f'error: {e}', file=sys.stderr)

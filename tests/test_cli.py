@@ -100,14 +100,14 @@ def test_bad_input_leaves_an_existing_workdir_untouched(tmp_path, capsys):
 
 def test_config_by_path_with_argument_and_default_workdir():
   path = os.path.join(REPO, 'experiments', 'sweep.py')
-  config, workdir = run.parse(['x', f'--config={path}:smoke', '--config.sweep.lam=(0, 1)'])
+  config, workdir, _ = run.parse(['x', f'--config={path}:smoke', '--config.sweep.lam=(0, 1)'])
   assert config.num_steps == 20 and tuple(config.sweep.lam) == (0, 1)
   assert workdir == os.path.join('runs', 'sweep_smoke')
 
 
 @pytest.mark.parametrize('name', ['default', 'sweep', 'seed'])
 def test_every_experiment_config_validates_and_names_its_command(name):
-  config, _ = run.parse(['x', '--config', name])
+  config, _, _ = run.parse(['x', '--config', name])
   from cl_research import configs  # pylint: disable=import-outside-toplevel
   configs.validate(config)
   doc = open(os.path.join(REPO, 'experiments', f'{name}.py')).read().split('"""')[1]
