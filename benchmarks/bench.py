@@ -2,8 +2,10 @@
 
 Training throughput of the project's LeNets++ step (2-D features, batch 128, paper
 center update, full width) against a PyTorch eager reference of the same network and
-update, measured in the same process; plus K-model groups (the step `jax.vmap`-ed over
-K states and lambdas) against K sequential steps, and compile time. A script, not a
+update, measured in the same process; plus K-model groups (`vmap`: one batched step;
+`unroll`: one copy of the step per member, in one program) against K one-model runs,
+and compile time. The project's figure goes through its training path: data on the
+device, shuffled and batched inside the compiled program. A script, not a
 test: timings on a shared 2-core machine are noisy, so compare the ratios.
 
   python benchmarks/bench.py --json --skip-torch
@@ -12,6 +14,7 @@ test: timings on a shared 2-core machine are noisy, so compare the ratios.
 
 import argparse
 import json
+import os
 import resource
 import time
 
@@ -20,14 +23,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from cl_research import configs
+from cl_research import parallel
 from cl_research import train
 
 BATCH = 128
 
 
-def project_trainer(channels=(32, 64, 128)):
+def project_trainer(strategy='auto', channels=(32, 64, 128)):
   config = configs.base_config()
   config.model.channels = channels
+  config.batch_size = BATCH
+  config.parallel.group_strategy = strategy
   return train.Trainer(config, feature_size=2, num_classes=10, image_shape=(28, 28, 1))
 
 
@@ -35,6 +41,12 @@ def fake_batch(seed=0):
   rng = np.random.default_rng(seed)
   return {'image': jnp.asarray(rng.integers(0, 256, (BATCH, 28, 28, 1), dtype=np.uint8)),
           'label': jnp.asarray(rng.integers(0, 10, BATCH).astype(np.int32))}
+
+
+def fake_data(trainer, n=4096):
+  rng = np.random.default_rng(0)
+  return trainer.device_data(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
+                             rng.integers(0, 10, n).astype(np.int32), seed=0)
 
 
 def time_steps(step_fn, state, num_steps):
@@ -47,30 +59,45 @@ def time_steps(step_fn, state, num_steps):
   return (time.perf_counter() - start) / num_steps
 
 
+def time_group(trainer, k, num_steps):
+  """Seconds per step of a K-member group through the training path (`train_chunk`:
+  data on the device, shuffled and batched in the compiled program)."""
+  states = trainer.init_group(list(range(k)))
+  hparams = train.stack([trainer.hparams(lam, 0.5) for lam in np.linspace(0.0, 1.0, k)])
+  data = fake_data(trainer)
+  step = [0]
+
+  def advance(s):
+    s, _ = trainer.train_chunk(s, hparams, data, step[0], num_steps)
+    step[0] += num_steps
+    return s
+  return time_steps(advance, states, 1) / num_steps
+
+
 def bench_project(num_steps):
+  """images/s of one model through the training path, of the bare jitted step on a
+  fixed batch, and the step's compile time."""
   trainer = project_trainer()
-  batch, hparams = fake_batch(), train.hparams_of(0.01, 0.5)
+  batch, hparams = fake_batch(), trainer.hparams(0.01, 0.5)
   state = trainer.init(0)
   start = time.perf_counter()
   compiled = trainer.train_step.lower(state, batch, hparams).compile()
   compile_s = time.perf_counter() - start
-  seconds = time_steps(lambda s: compiled(s, batch, hparams)[0], state, num_steps)
-  return BATCH / seconds, compile_s
+  step_s = time_steps(lambda s: compiled(s, batch, hparams)[0], state, num_steps)
+  path_s = time_group(trainer, 1, num_steps)
+  return BATCH / path_s, BATCH / step_s, compile_s
 
 
-def bench_group(k, num_steps):
-  """images/s of K models trained together by vmap, and of the same K one after another."""
-  trainer = project_trainer()
-  batch = fake_batch()
-  states = jax.vmap(trainer.init)(jnp.arange(k))
-  hparams = jax.vmap(train.hparams_of)(jnp.linspace(0.0, 1.0, k), jnp.full(k, 0.5))
-  step = trainer._train_step  # pylint: disable=protected-access
-  group_step = jax.jit(jax.vmap(step, in_axes=(0, None, 0)))
-  group_s = time_steps(lambda s: group_step(s, batch, hparams)[0], states, num_steps)
-  solo_s = time_steps(lambda s: trainer.train_step(s, batch, train.hparams_of(0.1, 0.5))[0],
-                      trainer.init(0), num_steps)
-  return {'group_images_per_s': k * BATCH / group_s, 'sequential_images_per_s': BATCH / solo_s,
-          'speedup': (k * solo_s) / group_s}
+def bench_group(k, num_steps, strategies):
+  """images/s of K models trained as one group, per strategy, against K one-model runs
+  one after another (the same training path)."""
+  solo_s = time_group(project_trainer(), 1, num_steps)
+  out = {'sequential_images_per_s': BATCH / solo_s}
+  for strategy in strategies:
+    group_s = time_group(project_trainer(strategy), k, num_steps)
+    out[strategy] = {'group_images_per_s': k * BATCH / group_s,
+                     'speedup': (k * solo_s) / group_s}
+  return out
 
 
 def bench_torch(num_steps):
@@ -122,11 +149,15 @@ def main():
   parser.add_argument('--skip-torch', action='store_true')
   parser.add_argument('--steps', type=int, default=20)
   parser.add_argument('--groups', default='1,2,4,8,16')
+  parser.add_argument('--strategies', default='vmap,unroll',
+                      help='group strategies to time (see cl_research.parallel)')
   args = parser.parse_args()
   out = {'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()],
-         'jax': jax.__version__, 'batch_size': BATCH}
-  out['project_images_per_s'], out['compile_s'] = bench_project(args.steps)
-  print(f"project: {out['project_images_per_s']:.0f} images/s, compile {out['compile_s']:.1f} s",
+         'jax': jax.__version__, 'batch_size': BATCH, 'cpu_count': os.cpu_count()}
+  (out['project_images_per_s'], out['project_bare_step_images_per_s'],
+   out['compile_s']) = bench_project(args.steps)
+  print(f"project: {out['project_images_per_s']:.0f} images/s (bare step "
+        f"{out['project_bare_step_images_per_s']:.0f}), compile {out['compile_s']:.1f} s",
         flush=True)
   if not args.skip_torch:
     try:
@@ -135,12 +166,15 @@ def main():
       print(f"torch {out['torch_version']}: {out['torch_images_per_s']:.0f} images/s", flush=True)
     except ImportError:
       print('torch not installed: reference skipped (pip install torch==2.13.0)', flush=True)
+  strategies = args.strategies.split(',')
   out['groups'] = {}
   for k in (int(v) for v in args.groups.split(',')):
-    out['groups'][k] = bench_group(k, max(2, args.steps // k))
+    out['groups'][k] = bench_group(k, max(2, args.steps // k), strategies)
     print(f'group K={k}: {out["groups"][k]}', flush=True)
   if 8 in out['groups']:
-    out['group8_speedup'] = out['groups'][8]['speedup']
+    auto = parallel.group_strategy('auto')
+    out['group8_strategy'] = auto if auto in strategies else strategies[0]
+    out['group8_speedup'] = out['groups'][8][out['group8_strategy']]['speedup']
   out['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   if args.json:
     print(json.dumps(out))

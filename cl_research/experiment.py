@@ -168,8 +168,8 @@ def train_group(trainer, dataset, config, points, workdir, progress):
   logs = [RunLog(os.path.join(d, 'metrics.jsonl'), step) for d in run_dirs]
   snap_idx = plots.subsample(len(dataset.test_labels), 2000)
   snap_images = dataset.test_images[snap_idx]
-  if config.snapshot_every and step == 0:
-    snapshots = [[(0, *_snapshot_features(trainer, train.member(states, i), snap_images))]
+  if config.snapshot_every and snapshots is None:  # a fresh start, or snapshots lost
+    snapshots = [[(step, *_snapshot_features(trainer, train.member(states, i), snap_images))]
                  for i in range(len(points))]
   data_on_device = trainer.device_data(dataset.train_images, dataset.train_labels, seed)
   progress.update(step * len(points))

@@ -208,16 +208,12 @@ class Trainer:
     outs = [self._train_step(member(states, i), batch, member(hparams, i)) for i in range(size)]
     return stack([s for s, _ in outs]), stack([m for _, m in outs])
 
-  def _chunk(self, states, hparams, images, labels, data_key, start_step, num_steps,
-             unroll):
-    """`num_steps` group steps in one compiled program; the data never leaves the device."""
-    n, batch_size = images.shape[0], self.config.batch_size
-    per_epoch = n // batch_size
-    # The permutations of the epochs this call touches, drawn once per call: the same
-    # order as `batch_indices_at`, without a sort per step.
-    first_epoch = start_step // per_epoch
-    perms = jnp.stack([epoch_permutation(data_key, first_epoch + e, n)
-                       for e in range(1 if num_steps == 1 else num_steps // per_epoch + 2)])
+  def _chunk(self, states, hparams, images, labels, perms, first_epoch, start_step,
+             num_steps, unroll):
+    """`num_steps` group steps in one compiled program; the data never leaves the device.
+    `perms` holds the example order of epochs `first_epoch`, `first_epoch + 1`, ..."""
+    batch_size = self.config.batch_size
+    per_epoch = images.shape[0] // batch_size
 
     def body(states, step):
       perm = perms[step // per_epoch - first_epoch]
@@ -244,7 +240,7 @@ class Trainer:
 
   def train_chunk(self, states, hparams, data, start_step, num_steps):
     """Advances a group `num_steps` steps from `start_step`; returns (states, metrics)
-    with metrics of shape (num_steps, M). `data` is `device_data(...)`'s tuple.
+    with metrics of shape (num_steps, M). `data` is a `DeviceData` (`device_data`).
 
     Steps run `steps_per_call` at a time, each call one compiled program (a `lax.scan`).
     On CPU the default is one step per call: XLA:CPU (jaxlib 0.10.2) ran convolution
@@ -256,16 +252,22 @@ class Trainer:
         num_steps % per_call)
     outs, done = [], 0
     for k in pieces:
-      states, chunk_metrics = self._compiled_chunk(k)(states, hparams, *data,
-                                                      jnp.int32(start_step + done))
+      step = start_step + done
+      first_epoch = step // data.steps_per_epoch
+      # every epoch this call can touch (a fixed count, so one compilation per k)
+      perms = jnp.stack([data.permutation(first_epoch + e)
+                         for e in range(1 if k == 1 else k // data.steps_per_epoch + 2)])
+      states, chunk_metrics = self._compiled_chunk(k)(
+          states, hparams, data.images, data.labels, perms, jnp.int32(first_epoch),
+          jnp.int32(step))
       outs.append(chunk_metrics)
       done += k
     return states, jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
 
   def device_data(self, images, labels, seed):
-    """The training split on the device(s), with the data-order key of `seed`."""
-    return parallel.replicate((jnp.asarray(images), jnp.asarray(labels), data_key_of(seed)),
-                              self.mesh)
+    """The training split on the device(s), with the data order of `seed`."""
+    images, labels = parallel.replicate((jnp.asarray(images), jnp.asarray(labels)), self.mesh)
+    return DeviceData(images, labels, data_key_of(seed), self.config.batch_size, self.mesh)
 
   def features_and_logits(self, params, images, batch_size=1000):
     """Runs the model over a whole split in fixed-size batches (one compilation)."""
@@ -277,6 +279,25 @@ class Trainer:
     features = np.concatenate([np.asarray(f) for f, _ in outs])[:n]
     logits = np.concatenate([np.asarray(l) for _, l in outs])[:n]
     return features, logits
+
+
+class DeviceData:
+  """A training split on the device(s) and its epoch orders (`epoch_permutation`),
+  drawn on the device once per epoch, not once per step."""
+
+  def __init__(self, images, labels, data_key, batch_size, mesh=None):
+    self.images, self.labels, self.data_key, self.mesh = images, labels, data_key, mesh
+    self.steps_per_epoch = images.shape[0] // batch_size
+    self._permute = jax.jit(epoch_permutation, static_argnums=2)
+    self._cache = {}
+
+  def permutation(self, epoch):
+    if epoch not in self._cache:
+      if len(self._cache) > 8:
+        self._cache.pop(min(self._cache))
+      perm = self._permute(self.data_key, epoch, self.images.shape[0])
+      self._cache[epoch] = parallel.replicate(perm, self.mesh)
+    return self._cache[epoch]
 
 
 def stack(trees):

@@ -109,3 +109,26 @@ def test_two_processes_give_the_sweep_of_one(tmp_path):
           for n in two]
   assert {m['metadata']['process_count'] for m in meta} == {2}
   assert (tmp_path / 'two' / 'grid.png').exists()
+
+
+def test_batches_follow_the_reference_order_whatever_the_steps_per_call():
+  """One step per program and 5-step scans cross epoch boundaries alike (4 steps per
+  epoch here) and see the batches `batch_indices_at` defines."""
+  config = tiny_config()
+  trainer = train.Trainer(config, 2, 10, DATA.image_shape)
+  data = trainer.device_data(DATA.train_images, DATA.train_labels, 3)
+  for step in (0, 3, 4, 9):
+    perm = data.permutation(step // data.steps_per_epoch)
+    expected = train.batch_indices_at(train.data_key_of(3), step, 128, config.batch_size)
+    start = (step % data.steps_per_epoch) * config.batch_size
+    np.testing.assert_array_equal(perm[start:start + config.batch_size], expected)
+  results = []
+  for per_call in (1, 5):
+    config.parallel.steps_per_call = per_call
+    trainer = train.Trainer(config, 2, 10, DATA.image_shape)
+    data = trainer.device_data(DATA.train_images, DATA.train_labels, 3)
+    states = trainer.init_group([0])
+    hparams = train.stack([trainer.hparams(*POINTS[1])])
+    results.append(jax.device_get(trainer.train_chunk(states, hparams, data, 0, 11)))
+  for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
