@@ -28,7 +28,7 @@ def group_strategy(name):
   accelerators); 'map': `lax.map`, a loop in the program; 'unroll': one copy of the step
   per member. 'auto' picks 'vmap' on accelerators and 'unroll' on CPU, where XLA turns a
   vmapped convolution into a dense one K times the size, and runs convolution gradients
-  inside a loop ~10x slower (measured: benchmarks/README.md)."""
+  inside a loop ~8x slower (README, "Speed and scale")."""
   if name == 'auto':
     return 'unroll' if jax.default_backend() == 'cpu' else 'vmap'
   return name
@@ -45,8 +45,9 @@ def steps_per_call(value):
 
 
 def max_group_size(value):
-  """0 = auto: no limit on accelerators; 1 on CPU, where training runs together brought
-  no speed (measured: benchmarks/README.md) and each member adds to the compile time."""
+  """0 = auto: no limit on accelerators; 1 on CPU, where groups of the sweep's small
+  net trained no faster and each member adds to the compile time (groups of the
+  paper-width net did gain 1.2-1.4x: README, "Speed and scale")."""
   if value == 0:
     return 1 if jax.default_backend() == 'cpu' else 0
   return value
