@@ -149,8 +149,11 @@ def _snapshot_features(trainer, state, images):
 
 
 def train_group(trainer, dataset, config, points, workdir, progress):
-  """Trains the runs of one group together (resuming from a checkpoint if one exists)
-  and returns their final states (member axis first) and wall time."""
+  """Trains the runs of one group together (resuming from a checkpoint if one exists).
+
+  Returns the final states (member axis first, padding included), each run's last
+  logged metrics, each run's evolution snapshots (or None) and the wall time per run.
+  """
   start = time.perf_counter()
   names = [configs.run_name(p) for p in points]
   run_dirs = [os.path.join(workdir, 'runs', n) for n in names]
@@ -193,8 +196,7 @@ def train_group(trainer, dataset, config, points, workdir, progress):
         snapshots[i].append((step, *_snapshot_features(trainer, train.member(states, i),
                                                         snap_images)))
     if diverged_at[:len(points)].all():
-      log.warning('group %s: every run diverged; stopping at step %d', group_id(points),
-                      step)
+      log.warning('group %s: every run diverged; stopping at step %d', group_id(points), step)
       progress.update((config.num_steps - step) * len(points))
       break
     if config.checkpoint_every and (step % config.checkpoint_every == 0 or
