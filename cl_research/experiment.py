@@ -254,10 +254,16 @@ def write_run(trainer, dataset, config, point, state, last, snapshots, wall_s, r
   return result
 
 
+def finished_result(run_dir):
+  """The result.json of a finished run, or None."""
+  result = files.read_json(os.path.join(run_dir, 'result.json'))
+  return result if result and result.get('status') in FINISHED else None
+
+
 def load_run(run_dir):
   """(result, features) of a finished run on disk, or (None, None)."""
-  result = files.read_json(os.path.join(run_dir, 'result.json'))
-  if not result or result.get('status') not in FINISHED:
+  result = finished_result(run_dir)
+  if result is None:
     return None, None
   with np.load(os.path.join(run_dir, 'features.npz')) as f:
     return result, dict(f)
@@ -348,8 +354,9 @@ def train_and_evaluate(config, workdir, dataset=None):
   if process == 0:
     files.write_json(os.path.join(workdir, 'metadata.json'), meta)
   groups = group_points(points, config.parallel.max_group_size)[process::num_processes]
-  todo = [[p for p in g if load_run(os.path.join(workdir, 'runs', configs.run_name(p)))[0]
-           is None] for g in groups]
+  todo = [[p for p in g
+           if finished_result(os.path.join(workdir, 'runs', configs.run_name(p))) is None]
+          for g in groups]
   todo = [g for g in todo if g]
   skipped = sum(len(g) for g in groups) - sum(len(g) for g in todo)
   if skipped:
