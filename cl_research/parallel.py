@@ -36,8 +36,8 @@ def group_strategy(name):
 
 def steps_per_call(value):
   """(steps per compiled call, unrolled?). 0 = auto: one step per call on CPU, where
-  XLA ran convolution gradients inside a while loop ~8x slower and unrolled multi-step
-  programs ~15% slower per step; a rolled `lax.scan` over each whole chunk elsewhere."""
+  XLA ran convolution gradients inside a while loop ~10x slower and unrolled multi-step
+  programs 15% to 7x slower per step; a rolled `lax.scan` over each chunk elsewhere."""
   cpu = jax.default_backend() == 'cpu'
   if value == 0:
     return (1, True) if cpu else (0, False)

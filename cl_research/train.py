@@ -244,8 +244,8 @@ class Trainer:
 
     Steps run `steps_per_call` at a time, each call one compiled program (a `lax.scan`).
     On CPU the default is one step per call: XLA:CPU (jaxlib 0.10.2) ran convolution
-    gradients inside a scan's loop ~8x slower, and unrolled multi-step programs ~15%
-    slower per step, than one step per program (README, "Speed and scale").
+    gradients inside a scan's loop ~10x slower, and unrolled multi-step programs 15% to
+    7x slower per step, than one step per program (README, "Speed and scale").
     """
     per_call = self.steps_per_call or num_steps
     pieces = [per_call] * (num_steps // per_call) + [num_steps % per_call] * bool(
