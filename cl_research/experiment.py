@@ -143,6 +143,17 @@ class RunLog:
     self.file.close()
 
 
+def due(step, every, num_steps):
+  """Whether something done every `every` steps (0: never) happens after `step`; the
+  last step always counts."""
+  return bool(every) and (step % every == 0 or step == num_steps)
+
+
+def snapshot_indices(dataset):
+  """The fixed test subset drawn in evolution GIFs."""
+  return plots.subsample(len(dataset.test_labels), 2000)
+
+
 def _snapshot_features(trainer, state, images):
   features, _ = trainer.features_and_logits(state.params, images)
   return features, np.asarray(state.centers)
@@ -169,8 +180,7 @@ def train_group(trainer, dataset, config, points, workdir, progress):
   if step:
     log.info('group %s: resumed at step %d', group_id(points), step)
   logs = [RunLog(os.path.join(d, 'metrics.jsonl'), step) for d in run_dirs]
-  snap_idx = plots.subsample(len(dataset.test_labels), 2000)
-  snap_images = dataset.test_images[snap_idx]
+  snap_images = dataset.test_images[snapshot_indices(dataset)]
   if config.snapshot_every and snapshots is None:  # a fresh start, or snapshots lost
     snapshots = [[(step, *_snapshot_features(trainer, train.member(states, i), snap_images))]
                  for i in range(len(points))]
@@ -183,15 +193,14 @@ def train_group(trainer, dataset, config, points, workdir, progress):
     diverged_at = np.asarray(jax.device_get(states.diverged_at))
     for t in range(end - step):
       s = step + t + 1
-      if s % config.log_every and s != config.num_steps:
+      if not due(s, config.log_every, config.num_steps):
         continue
       for i, run_log in enumerate(logs):
         if not diverged_at[i] or s <= diverged_at[i]:
           run_log.write(s, {k: float(v[t, i]) for k, v in chunk_metrics.items()})
     progress.update((end - step) * len(points))
     step = end
-    if config.snapshot_every and (step % config.snapshot_every == 0 or
-                                  step == config.num_steps):
+    if due(step, config.snapshot_every, config.num_steps):
       for i in range(len(points)):
         snapshots[i].append((step, *_snapshot_features(trainer, train.member(states, i),
                                                         snap_images)))
@@ -199,8 +208,7 @@ def train_group(trainer, dataset, config, points, workdir, progress):
       log.warning('group %s: every run diverged; stopping at step %d', group_id(points), step)
       progress.update((config.num_steps - step) * len(points))
       break
-    if config.checkpoint_every and (step % config.checkpoint_every == 0 or
-                                    step == config.num_steps):
+    if due(step, config.checkpoint_every, config.num_steps):
       ckpt.save(step, states, names, len(points), snapshots, run_dirs)
   for run_log in logs:
     run_log.close()
@@ -219,7 +227,7 @@ def write_run(trainer, dataset, config, point, state, last, snapshots, wall_s, r
     diverged_at, quantity = config.num_steps, 'features'
   if diverged_at:  # the numbers of a diverged run mean nothing: record none of them
     log.warning('run %s diverged: %s non-finite at step %d', configs.run_name(point),
-                    quantity, diverged_at)
+                quantity, diverged_at)
     result = dict.fromkeys(RESULT_METRICS)
   result = {
       'name': configs.run_name(point), **point,
@@ -245,7 +253,7 @@ def write_run(trainer, dataset, config, point, state, last, snapshots, wall_s, r
                                f'test intra-class distances, {title}',
                                os.path.join(run_dir, 'intra_hist.png'))
   if snapshots:
-    snap_labels = dataset.test_labels[plots.subsample(len(dataset.test_labels), 2000)]
+    snap_labels = dataset.test_labels[snapshot_indices(dataset)]
     plots.write_evolution_gif(snapshots, snap_labels, names, f"lambda={point['lam']:g}",
                               os.path.join(run_dir, 'evolution.gif'))
   result['wall_s'] = round(wall_s + time.perf_counter() - start, 2)

@@ -89,6 +89,11 @@ def batch_indices_at(data_key, step, num_examples, batch_size):
   batches an uninterrupted one would."""
   per_epoch = num_examples // batch_size
   perm = epoch_permutation(data_key, step // per_epoch, num_examples)
+  return batch_of_epoch(perm, step, per_epoch, batch_size)
+
+
+def batch_of_epoch(perm, step, per_epoch, batch_size):
+  """The slice of an epoch's order `perm` that is the batch at `step`."""
   return jax.lax.dynamic_slice_in_dim(perm, (step % per_epoch) * batch_size, batch_size)
 
 
@@ -102,8 +107,9 @@ class Trainer:
 
   Swept hyperparameters (`lam`, `alpha`, `learning_rate`) are traced arguments, so one
   compilation serves every value, and a group of runs is the same step over a leading
-  model axis: `jax.vmap` (`group_strategy='vmap'`) or a loop inside the compiled program
-  (`'map'`), sharded over the devices of `mesh` (see `cl_research.parallel`).
+  model axis: `jax.vmap` (`group_strategy='vmap'`), a loop inside the compiled program
+  (`'map'`) or one copy of the step per member (`'unroll'`), sharded over the devices of
+  `mesh` (see `cl_research.parallel`).
   """
 
   def __init__(self, config, feature_size, num_classes, image_shape, mesh=None):
@@ -216,8 +222,8 @@ class Trainer:
     per_epoch = images.shape[0] // batch_size
 
     def body(states, step):
-      perm = perms[step // per_epoch - first_epoch]
-      idx = jax.lax.dynamic_slice_in_dim(perm, (step % per_epoch) * batch_size, batch_size)
+      idx = batch_of_epoch(perms[step // per_epoch - first_epoch], step, per_epoch,
+                           batch_size)
       batch = {'image': images[idx], 'label': labels[idx]}
       if self.mesh is not None and 'batch' in self.mesh.axis_names:
         batch = jax.lax.with_sharding_constraint(
