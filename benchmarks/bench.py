@@ -1,8 +1,9 @@
 """python benchmarks/bench.py --json
 
 Training throughput of the project's LeNets++ step (2-D features, batch 128, paper
-center update, full width) against a PyTorch eager reference of the same network and
-update, measured in the same process; plus K-model groups (`vmap`: one batched step;
+center update, full width; convolution by oneDNN on CPU when it builds, and by XLA for
+comparison) against a PyTorch eager reference of the same network and update, measured
+in the same process; plus K-model groups (`vmap`: one batched step;
 `unroll`: one copy of the step per member, in one program) against K one-model runs,
 and compile time. The project's figure goes through its training path: data on the
 device, shuffled and batched inside the compiled program. A script, not a
@@ -23,15 +24,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from cl_research import configs
+from cl_research import conv
 from cl_research import parallel
 from cl_research import train
 
 BATCH = 128
 
 
-def project_trainer(strategy='auto', channels=(32, 64, 128)):
+def project_trainer(strategy='auto', channels=(32, 64, 128), conv_impl='auto'):
   config = configs.base_config()
   config.model.channels = channels
+  config.model.conv = conv_impl
   config.batch_size = BATCH
   config.parallel.group_strategy = strategy
   return train.Trainer(config, feature_size=2, num_classes=10, image_shape=(28, 28, 1))
@@ -74,10 +77,10 @@ def time_group(trainer, k, num_steps):
   return time_steps(advance, states, 1) / num_steps
 
 
-def bench_project(num_steps):
+def bench_project(num_steps, conv_impl='auto'):
   """images/s of one model through the training path, of the bare jitted step on a
   fixed batch, and the step's compile time."""
-  trainer = project_trainer()
+  trainer = project_trainer(conv_impl=conv_impl)
   batch, hparams = fake_batch(), trainer.hparams(0.01, 0.5)
   state = trainer.init(0)
   start = time.perf_counter()
@@ -154,11 +157,16 @@ def main():
   args = parser.parse_args()
   out = {'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()],
          'jax': jax.__version__, 'batch_size': BATCH, 'cpu_count': os.cpu_count()}
+  out['conv_impl'], out['conv_why'] = conv.resolve('auto')
   (out['project_images_per_s'], out['project_bare_step_images_per_s'],
    out['compile_s']) = bench_project(args.steps)
-  print(f"project: {out['project_images_per_s']:.0f} images/s (bare step "
-        f"{out['project_bare_step_images_per_s']:.0f}), compile {out['compile_s']:.1f} s",
+  print(f"project ({out['conv_why']}): {out['project_images_per_s']:.0f} images/s (bare "
+        f"step {out['project_bare_step_images_per_s']:.0f}), compile {out['compile_s']:.1f} s",
         flush=True)
+  if out['conv_impl'] != 'xla':
+    out['project_xla_conv_images_per_s'] = bench_project(args.steps, 'xla')[0]
+    print(f"project with XLA's convolution: {out['project_xla_conv_images_per_s']:.0f} "
+          'images/s', flush=True)
   if not args.skip_torch:
     try:
       out['torch_images_per_s'], out['torch_version'] = bench_torch(args.steps)

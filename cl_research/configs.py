@@ -10,6 +10,7 @@ import math
 
 import ml_collections
 
+from cl_research import conv
 from cl_research import data
 from cl_research import models
 from cl_research import parallel
@@ -51,6 +52,7 @@ def base_config():
   c.model.channels = (32, 64, 128)
   c.model.feature_prelu = False
   c.model.classifier_bias = True
+  c.model.conv = 'auto'  # xla | onednn | auto (oneDNN on CPU when it builds): cl_research.conv
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = 'sgd'
@@ -220,6 +222,12 @@ def validate(config):
   _check_choice(config.data.name, 'data.name', data.DATASETS)
   _check_choice(config.data.source, 'data.source', data.SOURCES)
   _check_choice(config.model.name, 'model.name', models.MODELS)
+  _check_choice(config.model.conv, 'model.conv', conv.CONV_IMPLS)
+  if config.model.conv == 'onednn':
+    try:
+      conv.resolve('onednn')
+    except conv.Unavailable as e:
+      raise ConfigError(str(e)) from None
   _check_choice(config.optimizer.name, 'optimizer.name', OPTIMIZERS)
   _check_choice(config.centers.mode, 'centers.mode', CENTER_MODES)
   _check_choice(config.centers.optimizer, 'centers.optimizer', OPTIMIZERS)

@@ -7,8 +7,11 @@ import subprocess
 
 import jax
 
+from cl_research import conv
+
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'scikit-learn',
-            'tensorflow-datasets', 'ml-collections', 'matplotlib', 'cl_research')
+            'tensorflow-datasets', 'ml-collections', 'matplotlib', 'onednn-cpu-gomp',
+            'cl_research')
 
 
 def package_versions():
@@ -36,8 +39,10 @@ def git_commit():
 
 def metadata(config, dataset):
   """What a figure needs to be traced back to its code, machine and data."""
+  conv_impl, conv_why = conv.resolve(config.model.conv)
   return {
       'packages': package_versions(),
+      'convolution': {'config': config.model.conv, 'impl': conv_impl, 'why': conv_why},
       'python': platform.python_version(),
       'backend': jax.default_backend(),
       'devices': [str(d) for d in jax.devices()],

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cl_research import conv
 from cl_research import losses
 from cl_research import models
 from cl_research import parallel
@@ -114,7 +115,8 @@ class Trainer:
 
   def __init__(self, config, feature_size, num_classes, image_shape, mesh=None):
     self.config = config
-    self.model = models.get_model(config.model, feature_size, num_classes)
+    self.conv_impl, _ = conv.resolve(config.model.conv)
+    self.model = models.get_model(config.model, feature_size, num_classes, self.conv_impl)
     self.tx = make_optimizer(config.optimizer, config.num_steps)
     self.center_mode = config.centers.mode
     self.center_tx = (make_center_optimizer(config.centers)

@@ -1,0 +1,189 @@
+"""The models' convolution: XLA's, or oneDNN's through an XLA FFI call on CPU.
+
+Why not XLA's on CPU: it runs LeNets++'s 5x5 convolutions on one core, at about 3/4 of
+oneDNN's per-core speed (`benchmarks/conv_layers.py`), which made a training step about
+2x slower than PyTorch's (PyTorch uses oneDNN). No JAX or XLA flag switches oneDNN on for
+convolutions in the pip jaxlib, so the project calls it itself: `csrc/onednn_conv.cc`
+holds three FFI handlers (forward, input gradient, kernel gradient) that this module
+compiles on first use with the system's C++ compiler against the `onednn-cpu-gomp` and
+`onednn-devel-cpu-gomp` wheels, caches, and wraps in a `jax.custom_vjp`. Results equal
+XLA's to float32 rounding (tests/test_conv.py).
+
+`model.conv`: `xla`; `onednn` (an error when it cannot be had); `auto` = oneDNN on a CPU
+backend when it builds, else XLA, with the reason logged and written to each run's
+result. GPU and TPU always use XLA.
+"""
+
+import ctypes
+import functools
+import hashlib
+import importlib.metadata
+import logging
+import os
+import pathlib
+import shutil
+import subprocess
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+CONV_IMPLS = ('auto', 'xla', 'onednn')
+SOURCE = pathlib.Path(__file__).parent / 'csrc' / 'onednn_conv.cc'
+FORWARD, BACKWARD_DATA, BACKWARD_WEIGHTS = (
+    'ClConvForward', 'ClConvBackwardData', 'ClConvBackwardWeights')
+_NHWC = ('NHWC', 'HWIO', 'NHWC')
+
+
+class Unavailable(RuntimeError):
+  """oneDNN's convolution cannot be had here; the message says why and what would fix it."""
+
+
+def cache_dir():
+  return pathlib.Path(os.environ.get('CL_RESEARCH_CACHE') or
+                      pathlib.Path.home() / '.cache' / 'cl_research')
+
+
+def _wheel_file(dist, parts):
+  """The installed file of wheel `dist` whose path ends with `parts`, or None."""
+  try:
+    files = importlib.metadata.files(dist) or []
+  except importlib.metadata.PackageNotFoundError:
+    return None
+  for f in files:
+    if tuple(f.parts[-len(parts):]) == parts:
+      return pathlib.Path(f.locate()).resolve()
+  return None
+
+
+def _build():
+  """Path of the compiled FFI library, built into the cache on first use."""
+  header = _wheel_file('onednn-devel-cpu-gomp', ('oneapi', 'dnnl', 'dnnl.hpp'))
+  library = _wheel_file('onednn-cpu-gomp', ('libdnnl.so',))
+  if header is None or library is None:
+    raise Unavailable('the oneDNN wheels are not installed (pip install '
+                      'onednn-cpu-gomp==2023.2.0 onednn-devel-cpu-gomp==2023.2.0; x86-64 '
+                      'Linux only)')
+  compiler = shutil.which(os.environ.get('CXX', 'g++'))
+  if compiler is None:
+    raise Unavailable(f"no C++ compiler {os.environ.get('CXX', 'g++')!r} on PATH "
+                      '(apt-get install g++, or set CXX)')
+  include_dirs = [header.parents[2], pathlib.Path(jax.ffi.include_dir())]
+  key = hashlib.sha256(SOURCE.read_bytes() + repr(
+      (jax.__version__, [str(d) for d in include_dirs], str(library))).encode()).hexdigest()
+  target = cache_dir() / f'onednn_conv-{key[:16]}.so'
+  if target.exists():
+    return target
+  target.parent.mkdir(parents=True, exist_ok=True)
+  partial = target.with_name(f'.tmp-{os.getpid()}-{target.name}')
+  command = [compiler, '-O2', '-std=c++17', '-shared', '-fPIC', str(SOURCE), '-o', str(partial),
+             *[f'-I{d}' for d in include_dirs], f'-L{library.parent}', '-ldnnl',
+             f'-Wl,-rpath,{library.parent}']
+  log.info('building the oneDNN convolution kernel: %s', ' '.join(command))
+  done = subprocess.run(command, capture_output=True, text=True, check=False)
+  if done.returncode:
+    partial.unlink(missing_ok=True)
+    last = (done.stderr.strip().splitlines() or ['(no output)'])[-1]
+    raise Unavailable(f'building {SOURCE.name} failed: {last}')
+  os.replace(partial, target)  # atomic: concurrent builders cannot leave half a file
+  return target
+
+
+@functools.cache
+def _register():
+  """Builds and registers the FFI targets once per process; the reason it cannot, or ''."""
+  try:
+    lib = ctypes.cdll.LoadLibrary(str(_build()))
+  except (Unavailable, OSError) as e:
+    return str(e)
+  for name in (FORWARD, BACKWARD_DATA, BACKWARD_WEIGHTS):
+    jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform='cpu')
+  return ''
+
+
+def resolve(name):
+  """(`xla` or `onednn`, why): the implementation `model.conv = name` gets on this backend.
+
+  Raises Unavailable for an explicit `onednn` that cannot be had.
+  """
+  if name == 'xla':
+    return 'xla', 'model.conv=xla'
+  backend = jax.default_backend()
+  if backend != 'cpu':
+    if name == 'onednn':
+      raise Unavailable(f"model.conv='onednn' runs on CPU only, the backend is {backend!r} "
+                        "(use 'auto' or 'xla')")
+    return 'xla', f'XLA on {backend}'
+  reason = _register()
+  if reason:
+    if name == 'onednn':
+      raise Unavailable(f"model.conv='onednn': {reason}")
+    log.warning("oneDNN convolution unavailable, using XLA's (about 2x slower on CPU, same "
+                'results): %s', reason)
+    return 'xla', f'oneDNN unavailable: {reason}'
+  return 'onednn', 'oneDNN on CPU'
+
+
+def _call(target, shape, a, b, pad_hw):
+  # vmap over a model axis (the `vmap` group strategy) loops over the members.
+  return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, jnp.float32),
+                          vmap_method='sequential')(
+                              a, b, pad_h=np.int64(pad_hw[0]), pad_w=np.int64(pad_hw[1]))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def onednn_conv(x_BxHxWxI, w_KxKxIxO, pad_hw):
+  """Stride-1 convolution, NHWC x HWIO -> NHWC, padded `pad_hw` on both sides, f32."""
+  b, h, w, _ = x_BxHxWxI.shape
+  kh, kw, _, o = w_KxKxIxO.shape
+  shape = (b, h + 2 * pad_hw[0] - kh + 1, w + 2 * pad_hw[1] - kw + 1, o)
+  return _call(FORWARD, shape, x_BxHxWxI, w_KxKxIxO, pad_hw)
+
+
+def _onednn_conv_fwd(x, w, pad_hw):
+  return onednn_conv(x, w, pad_hw), (x, w)
+
+
+def _onednn_conv_bwd(pad_hw, residuals, dy):
+  x, w = residuals
+  return (_call(BACKWARD_DATA, x.shape, dy, w, pad_hw),
+          _call(BACKWARD_WEIGHTS, w.shape, x, dy, pad_hw))
+
+
+onednn_conv.defvjp(_onednn_conv_fwd, _onednn_conv_bwd)
+
+
+def _symmetric_padding(padding):
+  """(pad_h, pad_w) of 'VALID' or an explicit, symmetric 2-D padding, else None."""
+  if isinstance(padding, str):
+    return (0, 0) if padding == 'VALID' else None
+  if len(padding) != 2:
+    return None
+  pads = [tuple(int(v) for v in p) for p in padding]
+  return tuple(p[0] for p in pads) if all(p[0] == p[1] >= 0 for p in pads) else None
+
+
+def onednn_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                                rhs_dilation=None, dimension_numbers=None,
+                                feature_group_count=1, precision=None, **kwargs):
+  """`lax.conv_general_dilated` for flax's `nn.Conv`: oneDNN for the case it handles
+  (2-D, f32, NHWC/HWIO, stride 1, no dilation or groups, symmetric explicit padding),
+  XLA's for anything else."""
+  pad_hw = _symmetric_padding(padding)
+  handled = (lhs.ndim == 4 and lhs.dtype == rhs.dtype == jnp.float32 and pad_hw is not None
+             and tuple(window_strides) == (1, 1) and feature_group_count == 1
+             and all(d is None or tuple(d) == (1, 1) for d in (lhs_dilation, rhs_dilation))
+             and dimension_numbers == jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape,
+                                                                     _NHWC))
+  if not handled:
+    return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
+                                        rhs_dilation, dimension_numbers, feature_group_count,
+                                        precision=precision, **kwargs)
+  return onednn_conv(lhs, rhs, pad_hw)
+
+
+def conv_general_dilated(impl):
+  """The convolution function flax's `nn.Conv` gets for a resolved `impl`."""
+  return onednn_conv_general_dilated if impl == 'onednn' else jax.lax.conv_general_dilated
