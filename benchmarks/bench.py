@@ -1,8 +1,8 @@
 """python benchmarks/bench.py --json
 
 Training throughput of the project's LeNets++ step (2-D features, batch 128, paper
-center update, full width; convolution by oneDNN on CPU when it builds, and by XLA for
-comparison) against a PyTorch eager reference of the same network and update, measured
+center update, full width; convolution and PReLU by oneDNN on CPU when they build, and
+by XLA for comparison) against a PyTorch eager reference of the same network and update, measured
 in the same process; plus K-model groups (`vmap`: one batched step;
 `unroll`: one copy of the step per member, in one program) against K one-model runs,
 and compile time. The project's figure goes through its training path: data on the
@@ -17,6 +17,8 @@ import argparse
 import json
 import os
 import resource
+import subprocess
+import sys
 import time
 
 import jax
@@ -24,17 +26,17 @@ import jax.numpy as jnp
 import numpy as np
 
 from cl_research import configs
-from cl_research import conv
+from cl_research import onednn
 from cl_research import parallel
 from cl_research import train
 
 BATCH = 128
 
 
-def project_trainer(strategy='auto', channels=(32, 64, 128), conv_impl='auto'):
+def project_trainer(strategy='auto', channels=(32, 64, 128), kernels='auto'):
   config = configs.base_config()
   config.model.channels = channels
-  config.model.conv = conv_impl
+  config.model.kernels = kernels
   config.batch_size = BATCH
   config.parallel.group_strategy = strategy
   return train.Trainer(config, feature_size=2, num_classes=10, image_shape=(28, 28, 1))
@@ -77,10 +79,10 @@ def time_group(trainer, k, num_steps):
   return time_steps(advance, states, 1) / num_steps
 
 
-def bench_project(num_steps, conv_impl='auto'):
+def bench_project(num_steps, kernels='auto'):
   """images/s of one model through the training path, of the bare jitted step on a
   fixed batch, and the step's compile time."""
-  trainer = project_trainer(conv_impl=conv_impl)
+  trainer = project_trainer(kernels=kernels)
   batch, hparams = fake_batch(), trainer.hparams(0.01, 0.5)
   state = trainer.init(0)
   start = time.perf_counter()
@@ -146,6 +148,65 @@ def bench_torch(num_steps):
   return BATCH * num_steps / (time.perf_counter() - start), torch.__version__
 
 
+def bench_single(num_steps, repeats, skip_torch):
+  """One model: the project (oneDNN convolution when `auto` resolves to it) and PyTorch
+  measured in alternating turns, `repeats` times; medians, and each turn's ratio (this
+  machine's speed drifts by tens of percent within minutes)."""
+  out, runs = {}, {'project': [], 'bare': [], 'torch': [], 'ratio': []}
+  for repeat in range(repeats):
+    images_per_s, bare, compile_s = bench_project(num_steps)
+    runs['project'].append(images_per_s)
+    runs['bare'].append(bare)
+    out.setdefault('compile_s', compile_s)
+    line = f'turn {repeat}: project {images_per_s:.0f} images/s (bare step {bare:.0f})'
+    if not skip_torch:
+      torch_out = torch_in_child(num_steps)
+      if 'torch_images_per_s' not in torch_out:
+        print(f"torch reference skipped: {torch_out['skipped']}", flush=True)
+        skip_torch = True
+      else:
+        out['torch_version'] = torch_out['torch_version']
+        runs['torch'].append(torch_out['torch_images_per_s'])
+        runs['ratio'].append(images_per_s / torch_out['torch_images_per_s'])
+        line += f", torch {runs['torch'][-1]:.0f} images/s, ratio {runs['ratio'][-1]:.2f}"
+    print(line, flush=True)
+  out['project_images_per_s'] = float(np.median(runs['project']))
+  out['project_bare_step_images_per_s'] = float(np.median(runs['bare']))
+  if runs['torch']:
+    out['torch_images_per_s'] = float(np.median(runs['torch']))
+    out['project_over_torch'] = float(np.median(runs['ratio']))
+    out['project_over_torch_turns'] = runs['ratio']
+  if out.get('torch_version'):
+    print(f"median: project {out['project_images_per_s']:.0f}, torch "
+          f"{out['torch_images_per_s']:.0f} images/s, ratio {out['project_over_torch']:.2f}",
+          flush=True)
+  if onednn.resolve('auto')[0] != 'xla':
+    out['project_xla_kernels_images_per_s'] = bench_project(num_steps, 'xla')[0]
+    print(f"project with XLA's kernels: {out['project_xla_kernels_images_per_s']:.0f} "
+          'images/s', flush=True)
+  return out
+
+
+def torch_in_child(num_steps):
+  """The PyTorch figure from a fresh process of this script: in the process that has run
+  JAX and oneDNN, PyTorch's own thread pool measured about 35% slower (254 against 364 to
+  403 images/s alone, this machine), which would flatter the project."""
+  done = subprocess.run([sys.executable, __file__, '--torch-only', '--steps', str(num_steps)],
+                        capture_output=True, text=True, check=False)
+  lines = done.stdout.strip().splitlines()
+  if done.returncode or not lines:
+    return {'skipped': f'the torch child failed: {done.stderr.strip()[-300:]}'}
+  return json.loads(lines[-1])
+
+
+def torch_only(num_steps):
+  try:
+    images_per_s, version = bench_torch(num_steps)
+  except ImportError:
+    return {'skipped': 'torch not installed (pip install torch==2.13.0)'}
+  return {'torch_images_per_s': images_per_s, 'torch_version': version}
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument('--json', action='store_true', help='print one JSON object last')
@@ -154,29 +215,20 @@ def main():
   parser.add_argument('--groups', default='1,2,4,8,16')
   parser.add_argument('--strategies', default='vmap,unroll',
                       help='group strategies to time (see cl_research.parallel)')
+  parser.add_argument('--repeats', type=int, default=3,
+                      help='turns of project and PyTorch for the single-model figures')
+  parser.add_argument('--torch-only', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args()
+  if args.torch_only:
+    print(json.dumps(torch_only(args.steps)))
+    return
   out = {'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()],
          'jax': jax.__version__, 'batch_size': BATCH, 'cpu_count': os.cpu_count()}
-  out['conv_impl'], out['conv_why'] = conv.resolve('auto')
-  (out['project_images_per_s'], out['project_bare_step_images_per_s'],
-   out['compile_s']) = bench_project(args.steps)
-  print(f"project ({out['conv_why']}): {out['project_images_per_s']:.0f} images/s (bare "
-        f"step {out['project_bare_step_images_per_s']:.0f}), compile {out['compile_s']:.1f} s",
-        flush=True)
-  if out['conv_impl'] != 'xla':
-    out['project_xla_conv_images_per_s'] = bench_project(args.steps, 'xla')[0]
-    print(f"project with XLA's convolution: {out['project_xla_conv_images_per_s']:.0f} "
-          'images/s', flush=True)
-  if not args.skip_torch:
-    try:
-      out['torch_images_per_s'], out['torch_version'] = bench_torch(args.steps)
-      out['project_over_torch'] = out['project_images_per_s'] / out['torch_images_per_s']
-      print(f"torch {out['torch_version']}: {out['torch_images_per_s']:.0f} images/s", flush=True)
-    except ImportError:
-      print('torch not installed: reference skipped (pip install torch==2.13.0)', flush=True)
+  out['kernels'], out['kernels_why'] = onednn.resolve('auto')
+  out.update(bench_single(args.steps, args.repeats, args.skip_torch))
   strategies = args.strategies.split(',')
   out['groups'] = {}
-  for k in (int(v) for v in args.groups.split(',')):
+  for k in (int(v) for v in args.groups.split(',') if v):
     out['groups'][k] = bench_group(k, max(2, args.steps // k), strategies)
     print(f'group K={k}: {out["groups"][k]}', flush=True)
   if 8 in out['groups']:

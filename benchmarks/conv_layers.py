@@ -2,7 +2,7 @@
 
 Where the CPU time of a LeNets++ step goes: each 5x5 convolution of the network at
 batch 128, forward + input gradient + kernel gradient, by XLA's convolution, by oneDNN
-through the project's FFI kernel (`cl_research/conv.py`) and by PyTorch (which also uses
+through the project's FFI kernel (`cl_research/onednn.py`) and by PyTorch (which also uses
 oneDNN), in one process. Run it under `taskset -c 0` too: XLA's time for the 28x28 and
 14x14 layers does not change with one core, i.e. XLA runs them on one core. Needs torch.
 """
@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from cl_research import conv
+from cl_research import onednn
 
 LAYERS = [(28, 1, 32), (28, 32, 32), (14, 32, 64), (14, 64, 64), (7, 64, 128), (7, 128, 128)]
 DN = ('NHWC', 'HWIO', 'NHWC')
@@ -39,7 +39,7 @@ def jax_layer_ms(conv_fn, x, w):
 
 
 def main():
-  impl, why = conv.resolve('auto')
+  impl, why = onednn.resolve('auto')
   print(f'devices {jax.devices()}; oneDNN: {why}')
   total = np.zeros(3)
   print('H  Cin Cout |   XLA  oneDNN  torch   (ms, forward + backward)')
@@ -49,7 +49,7 @@ def main():
     w = jnp.asarray(rng.normal(size=(5, 5, cin, cout)).astype(np.float32))
     a = jax_layer_ms(lambda x, w: jax.lax.conv_general_dilated(
         x, w, (1, 1), ((2, 2), (2, 2)), dimension_numbers=DN), x, w)
-    b = jax_layer_ms(lambda x, w: conv.onednn_conv(x, w, (2, 2)), x, w) \
+    b = jax_layer_ms(lambda x, w: onednn.onednn_conv(x, w, (2, 2)), x, w) \
         if impl == 'onednn' else float('nan')
     xt = torch.randn(128, cin, h, h, requires_grad=cin > 1)
     wt = torch.randn(cout, cin, 5, 5, requires_grad=True)

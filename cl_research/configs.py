@@ -10,9 +10,9 @@ import math
 
 import ml_collections
 
-from cl_research import conv
 from cl_research import data
 from cl_research import models
+from cl_research import onednn
 from cl_research import parallel
 
 CENTER_MODES = ('paper', 'gradient')
@@ -52,7 +52,7 @@ def base_config():
   c.model.channels = (32, 64, 128)
   c.model.feature_prelu = False
   c.model.classifier_bias = True
-  c.model.conv = 'auto'  # xla | onednn | auto (oneDNN on CPU when it builds): cl_research.conv
+  c.model.kernels = 'auto'  # convolution + PReLU: xla | onednn | auto: cl_research.onednn
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = 'sgd'
@@ -222,11 +222,11 @@ def validate(config):
   _check_choice(config.data.name, 'data.name', data.DATASETS)
   _check_choice(config.data.source, 'data.source', data.SOURCES)
   _check_choice(config.model.name, 'model.name', models.MODELS)
-  _check_choice(config.model.conv, 'model.conv', conv.CONV_IMPLS)
-  if config.model.conv == 'onednn':
+  _check_choice(config.model.kernels, 'model.kernels', onednn.IMPLS)
+  if config.model.kernels == 'onednn':
     try:
-      conv.resolve('onednn')
-    except conv.Unavailable as e:
+      onednn.resolve('onednn')
+    except onednn.Unavailable as e:
       raise ConfigError(str(e)) from None
   _check_choice(config.optimizer.name, 'optimizer.name', OPTIMIZERS)
   _check_choice(config.centers.mode, 'centers.mode', CENTER_MODES)

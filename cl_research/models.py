@@ -5,7 +5,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cl_research import conv
+from cl_research import onednn
 
 MODELS = ('lenets_pp', 'seed_cnn')
 
@@ -17,11 +17,12 @@ def normalize_images(images_BxHxWx1):
 
 class PReLU(nn.Module):
   """Channel-wise PReLU as in Caffe (flax's `nn.PReLU` shares one slope for all channels)."""
+  kernels: str = 'xla'
 
   @nn.compact
   def __call__(self, x):
     slope = self.param('slope', nn.initializers.constant(0.25), (x.shape[-1],))
-    return jnp.where(x >= 0, x, slope * x)
+    return onednn.prelu(self.kernels)(x, slope)
 
 
 def max_pool_2x2(x_BxHxWxC):
@@ -46,26 +47,28 @@ class LeNetsPP(nn.Module):
 
   `channels` defaults to the paper's (32, 64, 128); smaller widths make CPU sweeps fast.
   `feature_prelu` puts a PReLU after the feature layer, as the Caffe prototxt does.
-  `conv` is a resolved `cl_research.conv` implementation (`xla` or `onednn`).
+  `kernels` is a resolved `cl_research.onednn` implementation (`xla` or `onednn`) of the
+  convolutions and PReLUs.
   """
   feature_size: int = 2
   num_classes: int = 10
   channels: Sequence[int] = (32, 64, 128)
   feature_prelu: bool = False
   classifier_bias: bool = True
-  conv: str = 'xla'
+  kernels: str = 'xla'
 
   @nn.compact
   def __call__(self, images_BxHxWx1):
     x = normalize_images(images_BxHxWx1)
-    conv_fn = conv.conv_general_dilated(self.conv)
+    conv_fn = onednn.conv_general_dilated(self.kernels)
     for width in self.channels:
       for _ in range(2):
-        x = PReLU()(nn.Conv(width, (5, 5), padding=2, conv_general_dilated=conv_fn)(x))
+        x = nn.Conv(width, (5, 5), padding=2, conv_general_dilated=conv_fn)(x)
+        x = PReLU(self.kernels)(x)
       x = max_pool_2x2(x)
     features_BxD = nn.Dense(self.feature_size, name='feature')(x.reshape(x.shape[0], -1))
     if self.feature_prelu:
-      features_BxD = PReLU(name='feature_prelu')(features_BxD)
+      features_BxD = PReLU(self.kernels, name='feature_prelu')(features_BxD)
     logits_BxC = nn.Dense(self.num_classes, use_bias=self.classifier_bias,
                           name='classifier')(features_BxD)
     return features_BxD, logits_BxC
@@ -76,13 +79,13 @@ class SeedCNN(nn.Module):
   feature_size: int = 32
   num_classes: int = 10
   classifier_bias: bool = True
-  conv: str = 'xla'
+  kernels: str = 'xla'
 
   @nn.compact
   def __call__(self, images_BxHxWx1):
     x = normalize_images(images_BxHxWx1)
     x = nn.relu(nn.Conv(10, (2, 2), padding='VALID',
-                        conv_general_dilated=conv.conv_general_dilated(self.conv))(x))
+                        conv_general_dilated=onednn.conv_general_dilated(self.kernels))(x))
     x = max_pool_2x2(x)
     features_BxD = nn.relu(nn.Dense(self.feature_size, name='feature')(x.reshape(x.shape[0], -1)))
     logits_BxC = nn.Dense(self.num_classes, use_bias=self.classifier_bias,
@@ -90,14 +93,14 @@ class SeedCNN(nn.Module):
     return features_BxD, logits_BxC
 
 
-def get_model(model_config, feature_size, num_classes, conv_impl='xla'):
-  """Builds the model named by `model_config.name` (`conv_impl`: see `conv.resolve`)."""
+def get_model(model_config, feature_size, num_classes, kernels='xla'):
+  """Builds the model named by `model_config.name` (`kernels`: see `onednn.resolve`)."""
   if model_config.name == 'lenets_pp':
     return LeNetsPP(feature_size=feature_size, num_classes=num_classes,
                     channels=tuple(model_config.channels),
                     feature_prelu=model_config.feature_prelu,
-                    classifier_bias=model_config.classifier_bias, conv=conv_impl)
+                    classifier_bias=model_config.classifier_bias, kernels=kernels)
   if model_config.name == 'seed_cnn':
     return SeedCNN(feature_size=feature_size, num_classes=num_classes,
-                   classifier_bias=model_config.classifier_bias, conv=conv_impl)
+                   classifier_bias=model_config.classifier_bias, kernels=kernels)
   raise ValueError(f'model.name={model_config.name!r} is not one of {MODELS}')

@@ -7,7 +7,7 @@ import subprocess
 
 import jax
 
-from cl_research import conv
+from cl_research import onednn
 
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'scikit-learn',
             'tensorflow-datasets', 'ml-collections', 'matplotlib', 'onednn-cpu-gomp',
@@ -39,10 +39,10 @@ def git_commit():
 
 def metadata(config, dataset):
   """What a figure needs to be traced back to its code, machine and data."""
-  conv_impl, conv_why = conv.resolve(config.model.conv)
+  kernels, kernels_why = onednn.resolve(config.model.kernels)
   return {
       'packages': package_versions(),
-      'convolution': {'config': config.model.conv, 'impl': conv_impl, 'why': conv_why},
+      'kernels': {'config': config.model.kernels, 'impl': kernels, 'why': kernels_why},
       'python': platform.python_version(),
       'backend': jax.default_backend(),
       'devices': [str(d) for d in jax.devices()],

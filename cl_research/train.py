@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cl_research import conv
 from cl_research import losses
 from cl_research import models
+from cl_research import onednn
 from cl_research import parallel
 
 # Codes of `TrainState.diverged_what`: which quantity went non-finite first.
@@ -115,8 +115,8 @@ class Trainer:
 
   def __init__(self, config, feature_size, num_classes, image_shape, mesh=None):
     self.config = config
-    self.conv_impl, _ = conv.resolve(config.model.conv)
-    self.model = models.get_model(config.model, feature_size, num_classes, self.conv_impl)
+    self.kernels, _ = onednn.resolve(config.model.kernels)
+    self.model = models.get_model(config.model, feature_size, num_classes, self.kernels)
     self.tx = make_optimizer(config.optimizer, config.num_steps)
     self.center_mode = config.centers.mode
     self.center_tx = (make_center_optimizer(config.centers)

@@ -1,9 +1,12 @@
-// 2-D convolution through oneDNN as XLA FFI handlers for the CPU: forward, input
-// gradient and kernel gradient. Activations NHWC, kernel HWIO, stride 1, no dilation;
-// padding from attributes. Built and loaded by cl_research/conv.py.
+// oneDNN kernels as XLA FFI handlers for the CPU, built and loaded by
+// cl_research/onednn.py:
+// - 2-D convolution: forward, input gradient and kernel gradient. Activations NHWC,
+//   kernel HWIO, stride 1, no dilation; padding from attributes.
+// - channel-wise PReLU (channels last): forward, and input + slope gradients.
 //
 // Why: XLA:CPU runs these convolutions on one core and at about 3/4 of oneDNN's
-// per-core speed (benchmarks/conv_layers.py); oneDNN is what PyTorch uses on CPU.
+// per-core speed (benchmarks/conv_layers.py), and PReLU's backward on one core too;
+// oneDNN is what PyTorch uses on CPU.
 #include <cstdint>
 
 #include "oneapi/dnnl/dnnl.hpp"
@@ -108,9 +111,73 @@ ffi::Error BackwardWeights(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
   return ffi::Error::Success();
 }
 
+// A channels-last tensor as oneDNN's 2-D (rows, C), and its per-channel slope (1, C).
+struct Channels {
+  memory::desc data, slope;
+
+  explicit Channels(ffi::Span<const int64_t> dims)
+      : data(Desc(Rows(dims), dims.back())), slope(Desc(1, dims.back())) {}
+
+  dnnl::prelu_forward::primitive_desc Forward() const {
+    return {Engine(), dnnl::prop_kind::forward_training, data, slope, data};
+  }
+
+ private:
+  static int64_t Rows(ffi::Span<const int64_t> dims) {
+    int64_t rows = 1;
+    for (size_t i = 0; i + 1 < dims.size(); ++i) rows *= dims[i];
+    return rows;
+  }
+  static memory::desc Desc(int64_t rows, int64_t c) {
+    return memory::desc({rows, c}, memory::data_type::f32, Tag::nc);
+  }
+};
+
+ffi::Error PreluForward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> slope,
+                        ffi::ResultBuffer<ffi::F32> y) {
+  Channels c(x.dimensions());
+  dnnl::stream stream(Engine());
+  dnnl::prelu_forward(c.Forward()).execute(
+      stream, {{DNNL_ARG_SRC, Wrap(c.data, x.typed_data())},
+               {DNNL_ARG_WEIGHTS, Wrap(c.slope, slope.typed_data())},
+               {DNNL_ARG_DST, Wrap(c.data, y->typed_data())}});
+  stream.wait();
+  return ffi::Error::Success();
+}
+
+ffi::Error PreluBackward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> slope,
+                         ffi::Buffer<ffi::F32> dy, ffi::ResultBuffer<ffi::F32> dx,
+                         ffi::ResultBuffer<ffi::F32> dslope) {
+  Channels c(x.dimensions());
+  dnnl::prelu_backward::primitive_desc pd(Engine(), c.data, c.slope, c.data, c.slope, c.data,
+                                          c.Forward());
+  dnnl::stream stream(Engine());
+  dnnl::prelu_backward(pd).execute(
+      stream, {{DNNL_ARG_SRC, Wrap(c.data, x.typed_data())},
+               {DNNL_ARG_WEIGHTS, Wrap(c.slope, slope.typed_data())},
+               {DNNL_ARG_DIFF_DST, Wrap(c.data, dy.typed_data())},
+               {DNNL_ARG_DIFF_SRC, Wrap(c.data, dx->typed_data())},
+               {DNNL_ARG_DIFF_WEIGHTS, Wrap(c.slope, dslope->typed_data())}});
+  stream.wait();
+  return ffi::Error::Success();
+}
+
 }  // namespace
 
-// All three take two f32 buffers and return one, with the padding as attributes.
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ClPreluForward, PreluForward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+XLA_FFI_DEFINE_HANDLER_SYMBOL(ClPreluBackward, PreluBackward,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+// The convolutions take two f32 buffers and return one, with the padding as attributes.
 #define CL_CONV_BINDING()               \
   ffi::Ffi::Bind()                      \
       .Arg<ffi::Buffer<ffi::F32>>()     \

@@ -1,16 +1,16 @@
-"""The models' convolution: XLA's, or oneDNN's through an XLA FFI call on CPU.
+"""The models' convolution and PReLU on CPU through oneDNN, as XLA FFI calls.
 
-Why not XLA's on CPU: it runs LeNets++'s 5x5 convolutions on one core, at about 3/4 of
-oneDNN's per-core speed (`benchmarks/conv_layers.py`), which made a training step about
-2x slower than PyTorch's (PyTorch uses oneDNN). No JAX or XLA flag switches oneDNN on for
-convolutions in the pip jaxlib, so the project calls it itself: `csrc/onednn_conv.cc`
-holds three FFI handlers (forward, input gradient, kernel gradient) that this module
-compiles on first use with the system's C++ compiler against the `onednn-cpu-gomp` and
-`onednn-devel-cpu-gomp` wheels, caches, and wraps in a `jax.custom_vjp`. Results equal
-XLA's to float32 rounding (tests/test_conv.py).
+Why not XLA's: XLA:CPU runs LeNets++'s 5x5 convolutions on one core, at about 3/4 of
+oneDNN's per-core speed (`benchmarks/conv_layers.py`), and PReLU's backward on one core,
+which made a training step about 2x slower than PyTorch's (PyTorch uses oneDNN). No JAX or
+XLA flag switches oneDNN on for these in the pip jaxlib, so the project calls it itself:
+`csrc/onednn_kernels.cc` holds the FFI handlers, which this module compiles on first use
+with the system's C++ compiler against the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp`
+wheels, caches, and wraps in `jax.custom_vjp`s. Results equal XLA's to float32 rounding
+(tests/test_onednn.py).
 
-`model.conv`: `xla`; `onednn` (an error when it cannot be had); `auto` = oneDNN on a CPU
-backend when it builds, else XLA, with the reason logged and written to each run's
+`model.kernels`: `xla`; `onednn` (an error when it cannot be had); `auto` = oneDNN on a
+CPU backend when it builds, else XLA, with the reason logged and written to each run's
 result. GPU and TPU always use XLA.
 """
 
@@ -30,15 +30,18 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-CONV_IMPLS = ('auto', 'xla', 'onednn')
-SOURCE = pathlib.Path(__file__).parent / 'csrc' / 'onednn_conv.cc'
-FORWARD, BACKWARD_DATA, BACKWARD_WEIGHTS = (
+IMPLS = ('auto', 'xla', 'onednn')
+SOURCE = pathlib.Path(__file__).parent / 'csrc' / 'onednn_kernels.cc'
+CONV_FORWARD, CONV_BACKWARD_DATA, CONV_BACKWARD_WEIGHTS = (
     'ClConvForward', 'ClConvBackwardData', 'ClConvBackwardWeights')
+PRELU_FORWARD, PRELU_BACKWARD = 'ClPreluForward', 'ClPreluBackward'
+TARGETS = (CONV_FORWARD, CONV_BACKWARD_DATA, CONV_BACKWARD_WEIGHTS, PRELU_FORWARD,
+           PRELU_BACKWARD)
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 
 class Unavailable(RuntimeError):
-  """oneDNN's convolution cannot be had here; the message says why and what would fix it."""
+  """oneDNN's kernels cannot be had here; the message says why and what would fix it."""
 
 
 def cache_dir():
@@ -73,7 +76,7 @@ def _build():
   include_dirs = [header.parents[2], pathlib.Path(jax.ffi.include_dir())]
   key = hashlib.sha256(SOURCE.read_bytes() + repr(
       (jax.__version__, [str(d) for d in include_dirs], str(library))).encode()).hexdigest()
-  target = cache_dir() / f'onednn_conv-{key[:16]}.so'
+  target = cache_dir() / f'onednn_kernels-{key[:16]}.so'
   if target.exists():
     return target
   target.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +84,7 @@ def _build():
   command = [compiler, '-O2', '-std=c++17', '-shared', '-fPIC', str(SOURCE), '-o', str(partial),
              *[f'-I{d}' for d in include_dirs], f'-L{library.parent}', '-ldnnl',
              f'-Wl,-rpath,{library.parent}']
-  log.info('building the oneDNN convolution kernel: %s', ' '.join(command))
+  log.info('building the oneDNN kernels: %s', ' '.join(command))
   done = subprocess.run(command, capture_output=True, text=True, check=False)
   if done.returncode:
     partial.unlink(missing_ok=True)
@@ -98,39 +101,42 @@ def _register():
     lib = ctypes.cdll.LoadLibrary(str(_build()))
   except (Unavailable, OSError) as e:
     return str(e)
-  for name in (FORWARD, BACKWARD_DATA, BACKWARD_WEIGHTS):
+  for name in TARGETS:
     jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform='cpu')
   return ''
 
 
 def resolve(name):
-  """(`xla` or `onednn`, why): the implementation `model.conv = name` gets on this backend.
+  """(`xla` or `onednn`, why): the implementation `model.kernels = name` gets here.
 
   Raises Unavailable for an explicit `onednn` that cannot be had.
   """
   if name == 'xla':
-    return 'xla', 'model.conv=xla'
+    return 'xla', 'model.kernels=xla'
   backend = jax.default_backend()
   if backend != 'cpu':
     if name == 'onednn':
-      raise Unavailable(f"model.conv='onednn' runs on CPU only, the backend is {backend!r} "
+      raise Unavailable(f"model.kernels='onednn' runs on CPU only, the backend is {backend!r} "
                         "(use 'auto' or 'xla')")
     return 'xla', f'XLA on {backend}'
   reason = _register()
   if reason:
     if name == 'onednn':
-      raise Unavailable(f"model.conv='onednn': {reason}")
-    log.warning("oneDNN convolution unavailable, using XLA's (about 2x slower on CPU, same "
+      raise Unavailable(f"model.kernels='onednn': {reason}")
+    log.warning("oneDNN kernels unavailable, using XLA's (about 2x slower on CPU, same "
                 'results): %s', reason)
     return 'xla', f'oneDNN unavailable: {reason}'
   return 'onednn', 'oneDNN on CPU'
 
 
-def _call(target, shape, a, b, pad_hw):
+def _call(target, result_shapes, *args, **attrs):
   # vmap over a model axis (the `vmap` group strategy) loops over the members.
-  return jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(shape, jnp.float32),
-                          vmap_method='sequential')(
-                              a, b, pad_h=np.int64(pad_hw[0]), pad_w=np.int64(pad_hw[1]))
+  return jax.ffi.ffi_call(target, result_shapes, vmap_method='sequential')(*args, **attrs)
+
+
+def _conv_call(target, shape, a, b, pad_hw):
+  return _call(target, jax.ShapeDtypeStruct(shape, jnp.float32), a, b,
+               pad_h=np.int64(pad_hw[0]), pad_w=np.int64(pad_hw[1]))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -139,7 +145,7 @@ def onednn_conv(x_BxHxWxI, w_KxKxIxO, pad_hw):
   b, h, w, _ = x_BxHxWxI.shape
   kh, kw, _, o = w_KxKxIxO.shape
   shape = (b, h + 2 * pad_hw[0] - kh + 1, w + 2 * pad_hw[1] - kw + 1, o)
-  return _call(FORWARD, shape, x_BxHxWxI, w_KxKxIxO, pad_hw)
+  return _conv_call(CONV_FORWARD, shape, x_BxHxWxI, w_KxKxIxO, pad_hw)
 
 
 def _onednn_conv_fwd(x, w, pad_hw):
@@ -148,8 +154,8 @@ def _onednn_conv_fwd(x, w, pad_hw):
 
 def _onednn_conv_bwd(pad_hw, residuals, dy):
   x, w = residuals
-  return (_call(BACKWARD_DATA, x.shape, dy, w, pad_hw),
-          _call(BACKWARD_WEIGHTS, w.shape, x, dy, pad_hw))
+  return (_conv_call(CONV_BACKWARD_DATA, x.shape, dy, w, pad_hw),
+          _conv_call(CONV_BACKWARD_WEIGHTS, w.shape, x, dy, pad_hw))
 
 
 onednn_conv.defvjp(_onednn_conv_fwd, _onednn_conv_bwd)
@@ -187,3 +193,34 @@ def onednn_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=
 def conv_general_dilated(impl):
   """The convolution function flax's `nn.Conv` gets for a resolved `impl`."""
   return onednn_conv_general_dilated if impl == 'onednn' else jax.lax.conv_general_dilated
+
+
+@jax.custom_vjp
+def onednn_prelu(x_BxC, slope_C):
+  """Channel-wise PReLU over the last axis (any leading axes), f32: `x` where x > 0, else
+  `slope * x`. At x == 0 exactly its input gradient is `slope` (the XLA version's is 1):
+  both are subgradients."""
+  return _call(PRELU_FORWARD, jax.ShapeDtypeStruct(x_BxC.shape, jnp.float32), x_BxC, slope_C)
+
+
+def _onednn_prelu_fwd(x, slope):
+  return onednn_prelu(x, slope), (x, slope)
+
+
+def _onednn_prelu_bwd(residuals, dy):
+  x, slope = residuals
+  shapes = (jax.ShapeDtypeStruct(x.shape, jnp.float32),
+            jax.ShapeDtypeStruct(slope.shape, jnp.float32))
+  return tuple(_call(PRELU_BACKWARD, shapes, x, slope, dy))
+
+
+onednn_prelu.defvjp(_onednn_prelu_fwd, _onednn_prelu_bwd)
+
+
+def xla_prelu(x, slope):
+  return jnp.where(x >= 0, x, slope * x)
+
+
+def prelu(impl):
+  """The PReLU function for a resolved `impl`."""
+  return onednn_prelu if impl == 'onednn' else xla_prelu

@@ -1,4 +1,5 @@
-"""oneDNN's convolution (cl_research/conv.py) and the strided max-pool against XLA's."""
+"""oneDNN's convolution and PReLU (cl_research/onednn.py) and the strided max-pool against
+XLA's."""
 
 import json
 import os
@@ -12,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cl_research import conv
 from cl_research import models
+from cl_research import onednn
 
 DN = ('NHWC', 'HWIO', 'NHWC')
 # The oneDNN wheels are declared for x86-64 Linux only; there the kernel must build.
@@ -27,7 +28,7 @@ def _random(shape, seed):
 
 @needs_onednn
 def test_onednn_builds_here():
-  assert conv.resolve('auto') == ('onednn', 'oneDNN on CPU')
+  assert onednn.resolve('auto') == ('onednn', 'oneDNN on CPU')
 
 
 @needs_onednn
@@ -46,9 +47,9 @@ def test_onednn_matches_xla_value_and_gradients(shape_x, shape_w, pad):
   def loss(fn):
     return lambda x, w: jnp.sum(fn(x, w) * cotangent)
   xla = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=DN)
-  onednn = jax.jit(lambda x, w: conv.onednn_conv(x, w, (pad, pad)))
-  np.testing.assert_allclose(onednn(x, w), xla(x, w), rtol=1e-5, atol=1e-4)
-  for got, want in zip(jax.grad(loss(onednn), (0, 1))(x, w), jax.grad(loss(xla), (0, 1))(x, w)):
+  fast = jax.jit(lambda x, w: onednn.onednn_conv(x, w, (pad, pad)))
+  np.testing.assert_allclose(fast(x, w), xla(x, w), rtol=1e-5, atol=1e-4)
+  for got, want in zip(jax.grad(loss(fast), (0, 1))(x, w), jax.grad(loss(xla), (0, 1))(x, w)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
@@ -59,34 +60,49 @@ def test_flax_conv_takes_onednn_only_where_it_applies():
                  {'padding': 1, 'strides': 2}):
     layer = nn.Conv(4, (3, 3), **kwargs)
     params = layer.init(jax.random.key(0), x)
-    fast = nn.Conv(4, (3, 3), conv_general_dilated=conv.onednn_conv_general_dilated, **kwargs)
+    fast = nn.Conv(4, (3, 3), conv_general_dilated=onednn.onednn_conv_general_dilated, **kwargs)
     np.testing.assert_allclose(fast.apply(params, x), layer.apply(params, x), rtol=1e-5,
                                atol=1e-5)
   lowered = jax.jit(lambda p: nn.Conv(4, (3, 3), padding=1, conv_general_dilated=(
-      conv.onednn_conv_general_dilated)).apply(p, x)).lower(params).as_text()
-  assert conv.FORWARD in lowered
+      onednn.onednn_conv_general_dilated)).apply(p, x)).lower(params).as_text()
+  assert onednn.CONV_FORWARD in lowered
 
 
 @needs_onednn
 def test_vmapped_members_equal_solo():
   x, w = _random((2, 9, 9, 3), 0), _random((3, 5, 5, 3, 4), 1)
-  together = jax.vmap(lambda w: conv.onednn_conv(x, w, (2, 2)))(w)
+  together = jax.vmap(lambda w: onednn.onednn_conv(x, w, (2, 2)))(w)
   for i in range(3):
-    np.testing.assert_allclose(together[i], conv.onednn_conv(x, w[i], (2, 2)), rtol=1e-6)
+    np.testing.assert_allclose(together[i], onednn.onednn_conv(x, w[i], (2, 2)), rtol=1e-6)
 
 
 @needs_onednn
 def test_lenets_onednn_equals_xla():
   images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (6, 28, 28, 1)), jnp.uint8)
-  ref = models.LeNetsPP(channels=(4, 8, 8), conv='xla')
+  ref = models.LeNetsPP(channels=(4, 8, 8), feature_prelu=True, kernels='xla')
   params = ref.init(jax.random.key(0), images)
 
   def grads(model):
     return jax.grad(lambda p: jnp.sum(model.apply(p, images)[1] ** 2))(params)
   want = grads(ref)
-  got = grads(models.LeNetsPP(channels=(4, 8, 8), conv='onednn'))
+  got = grads(models.LeNetsPP(channels=(4, 8, 8), feature_prelu=True, kernels='onednn'))
   for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * float(jnp.abs(w).max()))
+
+
+@needs_onednn
+@pytest.mark.parametrize('shape', [(4, 7, 7, 16), (5, 3)])
+def test_onednn_prelu_matches_xla_value_and_gradients(shape):
+  x, slope = _random(shape, 0), jnp.abs(_random(shape[-1:], 1))
+  cotangent = _random(shape, 2)
+
+  def loss(fn):
+    return lambda x, s: jnp.sum(fn(x, s) * cotangent)
+  np.testing.assert_allclose(jax.jit(onednn.onednn_prelu)(x, slope), onednn.xla_prelu(x, slope),
+                             rtol=1e-6)
+  got = jax.jit(jax.grad(loss(onednn.onednn_prelu), (0, 1)))(x, slope)
+  for g, w in zip(got, jax.grad(loss(onednn.xla_prelu), (0, 1))(x, slope)):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
 
 def test_max_pool_2x2_equals_nn_max_pool_with_ties():
@@ -104,16 +120,16 @@ def test_unavailable_onednn_is_a_one_line_error_and_auto_falls_back_on_record(tm
              JAX_PLATFORMS='cpu')
   workdir = tmp_path / 'run'
   done = subprocess.run([sys.executable, '-m', 'cl_research.run', '--config', 'sweep:smoke',
-                         '--config.model.conv=onednn', '--workdir', str(workdir)],
+                         '--config.model.kernels=onednn', '--workdir', str(workdir)],
                         capture_output=True, text=True, env=env, check=False)
   assert done.returncode == 2, done.stderr
   errors = [l for l in done.stderr.splitlines() if l.startswith('error:')]
-  assert len(errors) == 1 and "model.conv='onednn'" in errors[0], done.stderr
+  assert len(errors) == 1 and "model.kernels='onednn'" in errors[0], done.stderr
   assert not workdir.exists()
   if ONEDNN_PLATFORM:
     assert "no C++ compiler 'no-such-compiler'" in errors[0]
-  auto = subprocess.run([sys.executable, '-c', 'import json; from cl_research import conv; '
-                         "print(json.dumps(conv.resolve('auto')))"],
+  auto = subprocess.run([sys.executable, '-c', 'import json; from cl_research import onednn; '
+                         "print(json.dumps(onednn.resolve('auto')))"],
                         capture_output=True, text=True, env=env, check=True)
   impl, why = json.loads(auto.stdout.splitlines()[-1])
   assert impl == 'xla' and why.startswith('oneDNN unavailable:'), why
