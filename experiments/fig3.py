@@ -7,7 +7,7 @@
 ECCV16 Fig. 3: softmax + center loss, alpha 0.5, lambda in {0.001, 0.01, 0.1, 1}, 2-D
 features; writes `fig3.png` (2x2 like the paper, centers as white dots) and, per run,
 `evolution.gif` of the test features over training. Default: the paper's net and the
-Caffe solver on a 50K/10K split (about 8 h on 2 CPU cores, minutes on one GPU).
+Caffe solver on a 50K/10K split (about 3 h 20 min on 2 CPU cores; GPU not measured).
 """
 
 from cl_research import configs

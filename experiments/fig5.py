@@ -9,8 +9,8 @@ ECCV16 Fig. 5 with the LFW protocol on the test split (6,000 pairs, cosine simil
 alpha 0.5, (b) vs alpha over 12 points at lambda 0.003; writes `fig5.png`. 23 runs (one
 is shared). The paper used face features of 512 dims; here the LeNets++ feature is 2-D
 as in its Fig. 2/3 (set `--config.sweep.feature_size='(D,)'` and the same for
-`sweep_extra` to change it). Default: the paper's net and Caffe solver, about 46 h on 2
-CPU cores, under an hour on one GPU.
+`sweep_extra` to change it). Default: the paper's net and Caffe solver, about 19 h on 2
+CPU cores (23 runs of about 50 min); GPU not measured.
 """
 
 from cl_research import configs
