@@ -28,17 +28,18 @@ def group_strategy(name):
   accelerators); 'map': `lax.map`, a loop in the program; 'unroll': one copy of the step
   per member. 'auto' picks 'vmap' on accelerators and 'unroll' on CPU, where XLA turns a
   vmapped convolution into a dense one K times the size (the oneDNN kernels instead loop
-  over the members: 0.86x at K = 8) and runs convolution gradients inside a loop ~8x
-  slower (README, "Speed and scale")."""
+  over the members: 0.86x at K = 8) and runs a step inside a loop 3-10x slower (README,
+  "Speed and scale")."""
   if name == 'auto':
     return 'unroll' if jax.default_backend() == 'cpu' else 'vmap'
   return name
 
 
 def steps_per_call(value):
-  """(steps per compiled call, unrolled?). 0 = auto: one step per call on CPU, where
-  XLA ran convolution gradients inside a while loop ~10x slower and unrolled multi-step
-  programs 15% to 7x slower per step; a rolled `lax.scan` over each chunk elsewhere."""
+  """(steps per compiled call, unrolled?). 0 = auto: one step per call on CPU, where a
+  rolled `lax.scan` ran the step ~3x slower (oneDNN kernels; ~10x with XLA's) and a
+  10-step unrolled program ~10x slower per step; a rolled `lax.scan` over each chunk
+  elsewhere (README, "Speed and scale")."""
   cpu = jax.default_backend() == 'cpu'
   if value == 0:
     return (1, True) if cpu else (0, False)
