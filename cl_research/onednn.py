@@ -130,6 +130,9 @@ def resolve(name):
 
 
 def _call(target, result_shapes, *args, **attrs):
+  reason = _register()  # at trace time, so calling a kernel directly works too
+  if reason:
+    raise Unavailable(reason)
   # vmap over a model axis (the `vmap` group strategy) loops over the members.
   return jax.ffi.ffi_call(target, result_shapes, vmap_method='sequential')(*args, **attrs)
 
