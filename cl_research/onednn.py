@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cl_research import files
+
 log = logging.getLogger(__name__)
 
 IMPLS = ('auto', 'xla', 'onednn')
@@ -80,17 +82,16 @@ def _build():
   if target.exists():
     return target
   target.parent.mkdir(parents=True, exist_ok=True)
-  partial = target.with_name(f'.tmp-{os.getpid()}-{target.name}')
-  command = [compiler, '-O2', '-std=c++17', '-shared', '-fPIC', str(SOURCE), '-o', str(partial),
-             *[f'-I{d}' for d in include_dirs], f'-L{library.parent}', '-ldnnl',
-             f'-Wl,-rpath,{library.parent}']
-  log.info('building the oneDNN kernels: %s', ' '.join(command))
-  done = subprocess.run(command, capture_output=True, text=True, check=False)
-  if done.returncode:
-    partial.unlink(missing_ok=True)
-    last = (done.stderr.strip().splitlines() or ['(no output)'])[-1]
-    raise Unavailable(f'building {SOURCE.name} failed: {last}')
-  os.replace(partial, target)  # atomic: concurrent builders cannot leave half a file
+  # Atomic: concurrent builders (processes of one sweep) cannot leave half a library.
+  with files.atomic_path(str(target)) as partial:
+    command = [compiler, '-O2', '-std=c++17', '-shared', '-fPIC', str(SOURCE), '-o', partial,
+               *[f'-I{d}' for d in include_dirs], f'-L{library.parent}', '-ldnnl',
+               f'-Wl,-rpath,{library.parent}']
+    log.info('building the oneDNN kernels: %s', ' '.join(command))
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+      last = (done.stderr.strip().splitlines() or ['(no output)'])[-1]
+      raise Unavailable(f'building {SOURCE.name} failed: {last}')
   return target
 
 
@@ -106,10 +107,12 @@ def _register():
   return ''
 
 
+@functools.cache
 def resolve(name):
   """(`xla` or `onednn`, why): the implementation `model.kernels = name` gets here.
 
-  Raises Unavailable for an explicit `onednn` that cannot be had.
+  Raises Unavailable for an explicit `onednn` that cannot be had. Cached: config
+  validation, each Trainer and the run metadata ask, the fallback warning is logged once.
   """
   if name == 'xla':
     return 'xla', 'model.kernels=xla'
