@@ -80,10 +80,11 @@ def model_shards(mesh):
 
 
 def shard_models(chunk_fn, mesh):
-  """Wraps `chunk_fn(states, hparams, images, labels, perms, first_epoch, start_step)`
-  so each device runs it on its slice of the model axis; data and steps are replicated."""
+  """Wraps `chunk_fn(states, hparams, images, labels, perms, first_epoch, start_step,
+  augment_key)` so each device runs it on its slice of the model axis; data, steps and
+  keys are replicated."""
   return jax.shard_map(chunk_fn, mesh=mesh,
-                       in_specs=(P('model'), P('model'), P(), P(), P(), P(), P()),
+                       in_specs=(P('model'), P('model'), P(), P(), P(), P(), P(), P()),
                        out_specs=(P('model'), P(None, 'model')), check_vma=False)
 
 

@@ -1,6 +1,8 @@
 """Matplotlib figures in the style of ECCV16 Fig. 2/3: one color per class, centers as
 white dots with a dark edge, 2-D features drawn directly and higher ones by PCA."""
 
+import textwrap
+
 import matplotlib
 
 matplotlib.use('Agg')
@@ -49,9 +51,12 @@ def scatter_panel(ax, points_Nx2, labels_N, centers_Cx2, title, class_names, leg
 
 
 def save(fig, path, title=None, dpi=110):
-  """Adds the figure title, lays out, writes the PNG and frees the figure."""
+  """Adds the figure title (wrapped to the figure's width), lays out, writes the PNG and
+  frees the figure."""
   if title:
-    fig.suptitle(title, fontsize=10)
+    chars = max(40, int(fig.get_figwidth() * 13))  # about 13 characters per inch at 10 pt
+    fig.suptitle('\n'.join(textwrap.fill(line, chars) for line in title.split('\n')),
+                 fontsize=10)
   fig.tight_layout()
   with files.atomic_path(path) as tmp:
     fig.savefig(tmp, dpi=dpi)

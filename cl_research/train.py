@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cl_research import data as datasets
 from cl_research import losses
 from cl_research import models
 from cl_research import onednn
@@ -217,9 +218,10 @@ class Trainer:
     return stack([s for s, _ in outs]), stack([m for _, m in outs])
 
   def _chunk(self, states, hparams, images, labels, perms, first_epoch, start_step,
-             num_steps, unroll):
+             augment_key, num_steps, unroll):
     """`num_steps` group steps in one compiled program; the data never leaves the device.
-    `perms` holds the example order of epochs `first_epoch`, `first_epoch + 1`, ..."""
+    `perms` holds the example order of epochs `first_epoch`, `first_epoch + 1`, ...;
+    `augment_key` with the step draws the random shifts (`data.augment_shift`)."""
     batch_size = self.config.batch_size
     per_epoch = images.shape[0] // batch_size
 
@@ -227,6 +229,9 @@ class Trainer:
       idx = batch_of_epoch(perms[step // per_epoch - first_epoch], step, per_epoch,
                            batch_size)
       batch = {'image': images[idx], 'label': labels[idx]}
+      if self.config.data.augment_shift:
+        batch['image'] = datasets.random_shift(
+            batch['image'], jax.random.fold_in(augment_key, step), self.config.data.augment_shift)
       if self.mesh is not None and 'batch' in self.mesh.axis_names:
         batch = jax.lax.with_sharding_constraint(
             batch, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec('batch')))
@@ -267,7 +272,7 @@ class Trainer:
                          for e in range(1 if k == 1 else k // data.steps_per_epoch + 2)])
       states, chunk_metrics = self._compiled_chunk(k)(
           states, hparams, data.images, data.labels, perms, jnp.int32(first_epoch),
-          jnp.int32(step))
+          jnp.int32(step), data.augment_key)
       outs.append(chunk_metrics)
       done += k
     return states, jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
@@ -295,6 +300,7 @@ class DeviceData:
 
   def __init__(self, images, labels, data_key, batch_size, mesh=None):
     self.images, self.labels, self.data_key, self.mesh = images, labels, data_key, mesh
+    self.augment_key = parallel.replicate(jax.random.fold_in(data_key, 0xa06), mesh)
     self.steps_per_epoch = images.shape[0] // batch_size
     self._permute = jax.jit(epoch_permutation, static_argnums=2)
     self._cache = {}

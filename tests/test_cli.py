@@ -61,6 +61,7 @@ BAD_INPUTS = [
     (['--config', 'sweep:smoke', '--config.data.name=cifar10'], "data.name='cifar10'"),
     (['--config', 'sweep:smoke', '--config.data.source=web'], "data.source='web'"),
     (['--config', 'sweep:smoke', '--config.batch_size=many'], 'batch_size'),
+    (['--config', 'sweep:smoke', '--config.data.augment_shift=20'], 'data.augment_shift=20'),
     (['--config', 'sweep:smoke', '--config.data.name=fashion_mnist',
       '--config.data.source=bundled'], 'exists only for mnist'),
 ]

@@ -2,6 +2,7 @@
 
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -73,6 +74,23 @@ def test_read_idx_rejects_truncated_file(idx_dir, tmp_path):
 def test_check_arrays_rejects_label_out_of_range():
   with pytest.raises(data.DataError, match='out of range'):
     data.check_arrays(np.zeros((2, 28, 28), np.uint8), np.array([0, 12]), 'img', 'lbl')
+
+
+def test_random_shift_moves_each_image_by_at_most_the_bound_and_fills_with_zeros():
+  images = np.zeros((32, 28, 28, 1), np.uint8)
+  images[:, 14, 14] = 255  # one bright pixel in the middle
+  images[:, 0, 0] = 7  # and one in a corner, lost whenever the shift moves it out
+  out = np.asarray(data.random_shift(images, jax.random.key(0), 2))
+  offsets = set()
+  for image in out:
+    (y, x), = np.argwhere(image[..., 0] == 255)
+    assert abs(y - 14) <= 2 and abs(x - 14) <= 2
+    offsets.add((y, x))
+    assert set(np.unique(image)) <= {0, 7, 255} and (image == 7).sum() <= 1
+  assert len(offsets) > 5  # each image draws its own offset
+  assert (out[..., 0] == 7).sum() < 32  # some corners moved out, replaced by zeros
+  again = np.asarray(data.random_shift(images, jax.random.key(0), 2))
+  np.testing.assert_array_equal(out, again)
 
 
 @pytest.mark.parametrize('overrides, message', [

@@ -20,8 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POINTS = [(0.0, 0.5, 0.05), (0.1, 0.3, 0.02), (1.0, 1.0, 0.05)]  # lam, alpha, learning rate
 
 
-def train_group(strategy, points, steps=8):
-  config = tiny_config(**{'parallel.group_strategy': strategy})
+def train_group(strategy, points, steps=8, **overrides):
+  config = tiny_config(**{'parallel.group_strategy': strategy}, **overrides)
   trainer = train.Trainer(config, 2, 10, DATA.image_shape)
   states = trainer.init_group([0] * len(points))
   hparams = train.stack([trainer.hparams(*p) for p in points])
@@ -43,9 +43,15 @@ def test_group_member_equals_the_run_trained_alone(strategy):
   assert not np.allclose(group_states.centers[0], group_states.centers[2])
 
 
-def test_chunks_resume_exactly_where_they_stopped():
-  whole, _ = train_group('unroll', POINTS[:1], steps=8)
-  config = tiny_config()
+@pytest.mark.parametrize('shift', [0, 2])
+def test_chunks_resume_exactly_where_they_stopped(shift):
+  """Also with random shifts: they are drawn from the seed and the step, not the call."""
+  overrides = {'data.augment_shift': shift}
+  whole, _ = train_group('unroll', POINTS[:1], steps=8, **overrides)
+  if shift:
+    plain, _ = train_group('unroll', POINTS[:1], steps=8)
+    assert not np.allclose(whole.centers, plain.centers)
+  config = tiny_config(**overrides)
   trainer = train.Trainer(config, 2, 10, DATA.image_shape)
   states = trainer.init_group([0])
   hparams = train.stack([trainer.hparams(*POINTS[0])])
