@@ -250,11 +250,11 @@ def validate(config):
   for c in config.data.holdout_classes:
     _check(isinstance(c, int) and 0 <= c < 10,
            f'data.holdout_classes has {c!r}: class ids are integers in [0, 10)')
+  _check(len(set(config.data.holdout_classes)) <= 8,
+         'data.holdout_classes: keep at least 2 classes for training')
   shift = config.data.augment_shift
   _check(isinstance(shift, int) and 0 <= shift <= 13, f'data.augment_shift={shift!r} must '
          'be an integer number of pixels in [0, 13] (0: off)')
-  _check(len(set(config.data.holdout_classes)) <= 8,
-         'data.holdout_classes: keep at least 2 classes for training')
   _check(config.centers.init_scale >= 0,
          f'centers.init_scale={config.centers.init_scale!r} must be >= 0')
   _check(config.snapshot_every >= 0, f'snapshot_every={config.snapshot_every!r} must be >= 0')
