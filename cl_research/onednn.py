@@ -46,11 +46,6 @@ class Unavailable(RuntimeError):
   """oneDNN's kernels cannot be had here; the message says why and what would fix it."""
 
 
-def cache_dir():
-  return pathlib.Path(os.environ.get('CL_RESEARCH_CACHE') or
-                      pathlib.Path.home() / '.cache' / 'cl_research')
-
-
 def _wheel_file(dist, parts):
   """The installed file of wheel `dist` whose path ends with `parts`, or None."""
   try:
@@ -78,7 +73,7 @@ def _build():
   include_dirs = [header.parents[2], pathlib.Path(jax.ffi.include_dir())]
   key = hashlib.sha256(SOURCE.read_bytes() + repr(
       (jax.__version__, [str(d) for d in include_dirs], str(library))).encode()).hexdigest()
-  target = cache_dir() / f'onednn_kernels-{key[:16]}.so'
+  target = files.cache_dir() / f'onednn_kernels-{key[:16]}.so'
   if target.exists():
     return target
   target.parent.mkdir(parents=True, exist_ok=True)

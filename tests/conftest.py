@@ -60,3 +60,9 @@ def idx_dir(tmp_path):
     write_idx(os.path.join(folder, data.IDX_FILES[f'{split}_labels']),
               getattr(ds, f'{split}_labels'))
   return folder
+
+
+@pytest.fixture(autouse=True)
+def no_fetched_mnist(monkeypatch, tmp_path_factory):
+  """Tests never see full MNIST fetched into this machine's cache (`cl_research.fetch`)."""
+  monkeypatch.setenv('CL_RESEARCH_DATA', str(tmp_path_factory.mktemp('no_fetched_data')))
