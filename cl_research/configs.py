@@ -85,6 +85,7 @@ def base_config():
   c.parallel.steps_per_call = 0  # steps per compiled program; 0: auto (CPU 1, else a chunk)
   c.parallel.shard = 'auto'  # 'model' axis of a group, 'batch' of a lone run, 'none', 'auto'
   c.parallel.num_devices = 0  # local devices to use; 0: all
+  c.parallel.local_processes = 0  # processes pinned to their own cores; 0: auto (CPU: 1/core)
   c.parallel.distributed = False  # jax.distributed.initialize(); also on if the env says so
   c.parallel.coordinator_address = ''  # '' : from the environment (or SLURM / TPU)
   c.parallel.num_processes = 0
@@ -157,6 +158,8 @@ def apply_smoke(c):
   c.data.num_train = 512
   c.data.num_test = 256
   c.eval.verification_pairs = 200
+  # One process: starting a pinned process per core costs ~5 s, more than a smoke run.
+  c.parallel.local_processes = 1
   if c.model.name == 'lenets_pp':
     c.model.channels = (4, 8, 8)
   return c
@@ -240,7 +243,8 @@ def validate(config):
   _check_choice(config.parallel.group_strategy, 'parallel.group_strategy',
                 parallel.GROUP_STRATEGIES)
   _check_choice(config.parallel.shard, 'parallel.shard', parallel.SHARD_MODES)
-  for name in ('max_group_size', 'num_devices', 'num_processes', 'steps_per_call'):
+  for name in ('max_group_size', 'num_devices', 'num_processes', 'steps_per_call',
+               'local_processes'):
     _check(config.parallel[name] >= 0, f'parallel.{name}={config.parallel[name]!r} must be '
            '>= 0 (0: no limit / all / from the environment)')
   _check(config.checkpoint_every >= 0,

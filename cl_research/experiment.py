@@ -348,33 +348,14 @@ def prepare_workdir(config, workdir, dry_run=False):
     files.write_text(path, config.to_json_best_effort(indent=2) + '\n')
 
 
-def train_and_evaluate(config, workdir, dataset=None):
-  """Runs every point of `config.sweep` and writes all outputs under `workdir`."""
-  configs.validate(config)
-  process, num_processes = parallel.initialize(config.parallel)
-  if dataset is None:
-    dataset = data.load(config.data)
-  points = configs.expand_runs(config)
-  if process == 0:
-    prepare_workdir(config, workdir)
-  parallel.barrier('workdir-ready')
-  meta = provenance.metadata(config, dataset)
-  if process == 0:
-    files.write_json(os.path.join(workdir, 'metadata.json'), meta)
-  groups = group_points(points, config.parallel.max_group_size)[process::num_processes]
-  todo = [[p for p in g
-           if finished_result(os.path.join(workdir, 'runs', configs.run_name(p))) is None]
-          for g in groups]
-  todo = [g for g in todo if g]
-  skipped = sum(len(g) for g in groups) - sum(len(g) for g in todo)
-  if skipped:
-    log.info('%d finished runs found in %s: not retrained', skipped, workdir)
+def train_groups(config, workdir, dataset, groups, meta, show_progress=True, label=''):
+  """Trains and writes every run of `groups` in this process, one group after another."""
   trainers = {}
-  progress = tqdm.tqdm(total=sum(len(g) for g in todo) * config.num_steps, unit='step',
-                       mininterval=1.0, dynamic_ncols=True, disable=process > 0)
+  progress = tqdm.tqdm(total=sum(len(g) for g in groups) * config.num_steps, unit='step',
+                       mininterval=1.0, dynamic_ncols=True, disable=not show_progress)
   with progress:
-    for group in todo:
-      progress.set_description(f"d={group[0]['feature_size']} x{len(group)}")
+    for group in groups:
+      progress.set_description(f"{label}d={group[0]['feature_size']} x{len(group)}")
       mesh = parallel.mesh_for(len(group), config.batch_size, config.parallel)
       key = (group[0]['feature_size'], None if mesh is None else tuple(mesh.shape.items()))
       if key not in trainers:
@@ -387,6 +368,49 @@ def train_and_evaluate(config, workdir, dataset=None):
         write_run(trainer, dataset, config, point, train.member(states, i), lasts[i],
                   snapshots[i] if snapshots else None, wall_s,
                   os.path.join(workdir, 'runs', configs.run_name(point)), meta)
+
+
+def train_share(payload_path, index, cores):
+  """Entry of local process `index` (`parallel.run_local_processes`): its share of the
+  groups, dealt round-robin; only process 0 shows a progress bar."""
+  config, workdir, dataset, groups, meta = parallel.read_payload(payload_path)
+  count = meta['local_processes']
+  logging.basicConfig(format=f'%(levelname)s %(name)s [process {index}]: %(message)s')
+  logging.getLogger('cl_research').setLevel(logging.INFO)
+  meta = {**meta, 'local_process': {'index': index, 'cores': cores}}
+  train_groups(config, workdir, dataset, groups[index::count], meta, show_progress=index == 0,
+               label=f'process 0/{count}: ')
+
+
+def train_and_evaluate(config, workdir, dataset=None):
+  """Runs every point of `config.sweep` and writes all outputs under `workdir`."""
+  configs.validate(config)
+  process, num_processes = parallel.initialize(config.parallel)
+  if dataset is None:
+    dataset = data.load(config.data)
+  points = configs.expand_runs(config)
+  if process == 0:
+    prepare_workdir(config, workdir)
+  parallel.barrier('workdir-ready')
+  groups = group_points(points, config.parallel.max_group_size)[process::num_processes]
+  todo = [[p for p in g
+           if finished_result(os.path.join(workdir, 'runs', configs.run_name(p))) is None]
+          for g in groups]
+  todo = [g for g in todo if g]
+  skipped = sum(len(g) for g in groups) - sum(len(g) for g in todo)
+  if skipped:
+    log.info('%d finished runs found in %s: not retrained', skipped, workdir)
+  local = parallel.local_processes(config.parallel.local_processes, len(todo))
+  meta = {**provenance.metadata(config, dataset), 'local_processes': local}
+  if process == 0:
+    files.write_json(os.path.join(workdir, 'metadata.json'), meta)
+  if local > 1:
+    log.info('%d groups dealt over %d local processes, pinned to cores %s', len(todo), local,
+             parallel.core_sets(local))
+    parallel.run_local_processes('cl_research.experiment:train_share',
+                                 (config, workdir, dataset, todo, meta), local)
+  else:
+    train_groups(config, workdir, dataset, todo, meta, show_progress=process == 0)
   parallel.barrier('runs-done')
   results, features_by_name = [], {}
   for point in points:

@@ -45,9 +45,12 @@ def scatter_panel(ax, points_Nx2, labels_N, centers_Cx2, title, class_names, leg
   ax.set_title(title, fontsize=9)
   ax.tick_params(labelsize=7)
   if legend:
-    leg = ax.legend(fontsize=6, loc='best', framealpha=0.7)
-    for handle in leg.legend_handles:
-      handle.set_sizes([40 if handle.get_label() == 'centers' else 12])
+    enlarge_markers(ax.legend(fontsize=6, loc='best', framealpha=0.7))
+
+
+def enlarge_markers(legend):
+  for handle in legend.legend_handles:
+    handle.set_sizes([40 if handle.get_label() == 'centers' else 12])
 
 
 def save(fig, path, title=None, dpi=110):
@@ -59,7 +62,7 @@ def save(fig, path, title=None, dpi=110):
                  fontsize=10)
   fig.tight_layout()
   with files.atomic_path(path) as tmp:
-    fig.savefig(tmp, dpi=dpi)
+    fig.savefig(tmp, dpi=dpi, bbox_inches='tight')  # 'tight': keeps a legend outside the axes
   plt.close(fig)
   return path
 
@@ -112,7 +115,13 @@ def plot_grid(cells, row_values, col_values, title, class_names, path, max_point
       keep = subsample(len(feats['test_labels']), max_points)
       scatter_panel(ax, project(feats['test_features'][keep]), feats['test_labels'][keep],
                     project(feats['centers']), f'{head}{suffix}\n{cell["label"]}',
-                    class_names, legend=(i == 0 and j == len(col_values) - 1))
+                    class_names, legend=False)
+  # One legend for the grid, right of it, where it hides no cluster.
+  handles, labels = next((ax.get_legend_handles_labels() for ax in axes.flat
+                          if ax.get_legend_handles_labels()[0]), ([], []))
+  if handles:
+    enlarge_markers(fig.legend(handles, labels, loc='center left', bbox_to_anchor=(1.0, 0.5),
+                               fontsize=8, framealpha=0.7))
   save(fig, path, title, dpi=100)
 
 

@@ -16,6 +16,7 @@ from ml_collections import config_flags
 from cl_research import configs
 from cl_research import data
 from cl_research import experiment
+from cl_research import parallel
 
 
 EXPERIMENTS_DIRS = (os.path.join(os.getcwd(), 'experiments'),
@@ -100,7 +101,12 @@ def main(argv=None):
   except (UsageError, configs.ConfigError, data.DataError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  results = experiment.train_and_evaluate(config, workdir, dataset=dataset)
+  try:
+    results = experiment.train_and_evaluate(config, workdir, dataset=dataset)
+  except parallel.LocalProcessError as e:
+    print(f'error: {e}; finished runs are kept and the same command trains the rest',
+          file=sys.stderr)
+    return 1
   print(experiment.format_table(results))
   print(f'outputs: {os.path.abspath(workdir)} (summary.csv, grid.png, runs/)')
   return 0

@@ -6,11 +6,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 
 import jax
 import numpy as np
 import pytest
 
+from cl_research import parallel
 from cl_research import train
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
@@ -89,8 +91,11 @@ def read_summary(path):
 
 
 def test_two_processes_give_the_sweep_of_one(tmp_path):
+  """jax.distributed processes give the numbers of one process exactly; local pinned
+  processes (one thread each, so other summation orders) give them to float rounding."""
   common = [sys.executable, '-m', 'cl_research.run', '--config', 'sweep:smoke',
-            '--config.sweep.lam=(0.0, 1.0)', '--config.data.source=bundled']
+            '--config.sweep.lam=(0.0, 1.0)', '--config.data.source=bundled',
+            '--config.model.kernels=xla']
   env = dict(os.environ, PYTHONPATH=ROOT)
   single = subprocess.run(common + [f'--workdir={tmp_path / "one"}'], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
@@ -102,19 +107,59 @@ def test_two_processes_give_the_sweep_of_one(tmp_path):
                 '--config.parallel.num_processes=2', f'--config.parallel.process_id={i}'],
       env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
            for i in range(2)]
+  procs.append(subprocess.Popen(
+      common + [f'--workdir={tmp_path / "local"}', '--config.parallel.local_processes=2'],
+      env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
   outs = [p.communicate(timeout=600) for p in procs]
-  assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
-  one, two = read_summary(tmp_path / 'one' / 'summary.csv'), read_summary(
-      tmp_path / 'two' / 'summary.csv')
-  assert sorted(one) == sorted(two) and len(one) == 4
+  assert [p.returncode for p in procs] == [0, 0, 0], ''.join(o[1][-1500:] for o in outs)
+  one = read_summary(tmp_path / 'one' / 'summary.csv')
+  two, local = (read_summary(tmp_path / w / 'summary.csv') for w in ('two', 'local'))
+  assert sorted(one) == sorted(two) == sorted(local) and len(one) == 4
   for name, row in one.items():
     for key in ('status', 'test_accuracy', 'test_intra_inter', 'final_loss'):
       assert two[name][key] == row[key], (name, key)
+      assert local[name][key] == row[key] if key == 'status' else np.isclose(
+          float(local[name][key]), float(row[key]), rtol=1e-4), (name, key)
   # each process trained its own groups: both wrote run folders, only process 0 the plots
   meta = [json.loads((tmp_path / 'two' / 'runs' / n / 'result.json').read_text())
           for n in two]
   assert {m['metadata']['process_count'] for m in meta} == {2}
   assert (tmp_path / 'two' / 'grid.png').exists()
+  meta = [json.loads((tmp_path / 'local' / 'runs' / n / 'result.json').read_text())
+          ['metadata'] for n in local]
+  assert {m['local_processes'] for m in meta} == {2}
+  assert {m['local_process']['index'] for m in meta} == {0, 1}
+  assert {tuple(m['local_process']['cores']) for m in meta} == {
+      tuple(c) for c in parallel.core_sets(2)}
+  assert (tmp_path / 'local' / 'grid.png').exists()
+
+
+def test_core_sets_split_the_cores_without_overlap(monkeypatch):
+  monkeypatch.setattr(parallel, 'available_cores', lambda: [0, 1, 2, 3, 4, 5])
+  assert parallel.core_sets(1) == [[0, 1, 2, 3, 4, 5]]
+  assert parallel.core_sets(4) == [[0, 1], [2, 3], [4], [5]]
+  assert parallel.core_sets(8) == [[0], [1], [2], [3], [4], [5], [0], [1]]
+  assert parallel.local_processes(3, num_groups=10) == 3
+  assert parallel.local_processes(3, num_groups=2) == 2
+  assert parallel.local_processes(0, num_groups=10) == 6  # auto on CPU: one per core
+  assert parallel.local_processes(0, num_groups=0) == 1
+
+
+def test_local_processes_are_pinned_to_their_cores(tmp_path):
+  count = 3
+  parallel.run_local_processes('tests.scripts.local_entries:record_cores', str(tmp_path),
+                               count)
+  for i, cores in enumerate(parallel.core_sets(count)):
+    seen = json.loads((tmp_path / f'{i}.json').read_text())
+    assert seen == {'cores': cores, 'affinity': cores, 'omp_threads': str(len(cores))}
+
+
+def test_a_failed_local_process_stops_the_others(tmp_path, monkeypatch):
+  monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
+  with pytest.raises(parallel.LocalProcessError, match='process 1 of 2 failed .exit code 3.'):
+    parallel.run_local_processes('tests.scripts.local_entries:second_fails', None, 2)
+  assert not (tmp_path / 'survived').exists()
+  assert not list(tmp_path.iterdir())  # the payload's folder is gone
 
 
 def test_batches_follow_the_reference_order_whatever_the_steps_per_call():
