@@ -71,9 +71,10 @@ def available_cores():
 def local_processes(value, num_groups):
   """How many local processes train a sweep's groups (never more than the groups).
 
-  0 = auto: on CPU one per core, because one small run does not keep two cores busy: two
-  runs pinned one per core trained 1.4x as fast as the same two in turn in one process
-  (2-core host, LeNets++ at 1/4 width; README, "Speed and scale"). 1 on accelerators,
+  0 = auto: on CPU one per core, because one small run does not keep two cores busy: the
+  default sweep (LeNets++ at 1/4 width) trained 1.37x as fast on two pinned processes as
+  in one, and at full width, where one run fills both cores, no slower (1.02x; 2-core
+  host, README "Speed and scale"). 1 on accelerators,
   which one process already shares among a group's runs, and under `jax.distributed`,
   where the hosts already split the groups.
   """
