@@ -16,6 +16,7 @@ from ml_collections import config_flags
 from cl_research import configs
 from cl_research import data
 from cl_research import experiment
+from cl_research import outputs
 from cl_research import parallel
 
 
@@ -96,7 +97,7 @@ def main(argv=None):
   try:
     config, workdir, new_workdir = parse(argv)
     configs.validate(config)
-    workdir = experiment.resolve_workdir(config, workdir, new_workdir)
+    workdir = outputs.resolve_workdir(config, workdir, new_workdir)
     dataset = data.load(config.data)
   except (UsageError, configs.ConfigError, data.DataError) as e:
     print(f'error: {e}', file=sys.stderr)
@@ -107,7 +108,7 @@ def main(argv=None):
     print(f'error: {e}; finished runs are kept and the same command trains the rest',
           file=sys.stderr)
     return 1
-  print(experiment.format_table(results))
+  print(outputs.format_table(results))
   print(f'outputs: {os.path.abspath(workdir)} (summary.csv, grid.png, runs/)')
   return 0
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cl_research import data
-from cl_research import experiment
+from cl_research import outputs
 from cl_research import run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +31,7 @@ def test_sweep_smoke_end_to_end_through_the_cli(tmp_path):
   with open(workdir / 'summary.csv') as f:
     rows = list(csv.DictReader(f))
   assert len(rows) == 10
-  assert set(experiment.SUMMARY_COLUMNS) <= set(rows[0])
+  assert set(outputs.SUMMARY_COLUMNS) <= set(rows[0])
   assert {(float(r['lam']), int(r['feature_size'])) for r in rows} == {
       (lam, d) for lam in (0.0, 0.001, 0.01, 0.1, 1.0) for d in (2, 3)}
   for row in rows:

@@ -94,8 +94,8 @@ def test_two_processes_give_the_sweep_of_one(tmp_path):
   """jax.distributed processes give the numbers of one process exactly; local pinned
   processes (one thread each, so other summation orders) give them to float rounding."""
   common = [sys.executable, '-m', 'cl_research.run', '--config', 'sweep:smoke',
-            '--config.sweep.lam=(0.0, 1.0)', '--config.data.source=bundled',
-            '--config.model.kernels=xla']
+            '--config.sweep.lam=(0.0, 1.0)', '--config.sweep.feature_size=(2,)',
+            '--config.data.source=bundled', '--config.model.kernels=xla']
   env = dict(os.environ, PYTHONPATH=ROOT)
   single = subprocess.run(common + [f'--workdir={tmp_path / "one"}'], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
@@ -114,7 +114,7 @@ def test_two_processes_give_the_sweep_of_one(tmp_path):
   assert [p.returncode for p in procs] == [0, 0, 0], ''.join(o[1][-1500:] for o in outs)
   one = read_summary(tmp_path / 'one' / 'summary.csv')
   two, local = (read_summary(tmp_path / w / 'summary.csv') for w in ('two', 'local'))
-  assert sorted(one) == sorted(two) == sorted(local) and len(one) == 4
+  assert sorted(one) == sorted(two) == sorted(local) and len(one) == 2
   for name, row in one.items():
     for key in ('status', 'test_accuracy', 'test_intra_inter', 'final_loss'):
       assert two[name][key] == row[key], (name, key)

@@ -14,13 +14,14 @@ import pytest
 
 from cl_research import experiment
 from cl_research import files
+from cl_research import outputs
 from cl_research import run
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
 from tests.conftest import write_idx
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-METRICS = experiment.RESULT_METRICS + ('final_loss',)
+METRICS = outputs.RESULT_METRICS + ('final_loss',)
 
 
 def digest(path):
@@ -110,7 +111,7 @@ def test_two_identical_runs_give_identical_results(tmp_path):
 
 def test_a_write_killed_midway_leaves_the_old_summary(tmp_path):
   path = tmp_path / 'summary.csv'
-  experiment.write_summary(str(path), [{'name': 'old', 'status': 'complete'}])
+  outputs.write_summary(str(path), [{'name': 'old', 'status': 'complete'}])
   old = path.read_text()
 
   class Dying(list):
@@ -119,7 +120,7 @@ def test_a_write_killed_midway_leaves_the_old_summary(tmp_path):
       raise KeyboardInterrupt  # a kill in the middle of writing rows
 
   with pytest.raises(KeyboardInterrupt):
-    experiment.write_summary(str(path), Dying())
+    outputs.write_summary(str(path), Dying())
   assert path.read_text() == old
   assert sorted(os.listdir(tmp_path)) == ['summary.csv']
 
