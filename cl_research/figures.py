@@ -42,14 +42,16 @@ def fig3(workdir, results, features_by_name, dataset, max_points=10_000):
     keep = plots.subsample(len(feats['train_labels']), max_points)
     plots.scatter_panel(ax, feats['train_features'][keep], feats['train_labels'][keep],
                         feats['centers'], f'{head}   test intra/inter '
-                        f'{run["test_intra_inter"]:.3g}', names, legend=(k == 1))
+                        f'{run["test_intra_inter"]:.3g}', names, legend=False)
     ax.set_xlabel('feature 1')
     ax.set_ylabel('feature 2')
   for ax in axes.ravel()[len(runs):]:
     ax.axis('off')
+  plots.legend_outside(fig, axes)
   return plots.save(fig, os.path.join(workdir, 'fig3.png'),
                     f'Fig. 3 reproduction: softmax + center loss, alpha = '
-                    f'{runs[0]["alpha"]:g}, train features\n{dataset.title}')
+                    f'{runs[0]["alpha"]:g}, train features\n{dataset.title}',
+                    bbox_inches='tight')
 
 
 def _percent(runs, key):
@@ -65,7 +67,6 @@ def _curve(ax, xs, runs, xlabel):
   ax.set_xlabel(xlabel)
   ax.set_ylabel('Verification Accuracy (%)')
   ax.grid(axis='y', linestyle='--', color='0.7')
-  ax.legend(fontsize=7, loc='lower right')
 
 
 def fig5(workdir, results, features_by_name, dataset):
@@ -84,9 +85,12 @@ def fig5(workdir, results, features_by_name, dataset):
   ax_a.set_title(f'(a) alpha = {FIG5_FIXED_ALPHA:g}', fontsize=9)
   _curve(ax_b, [r['alpha'] for r in alpha_runs], alpha_runs, 'alpha')
   ax_b.set_title(f'(b) lambda = {FIG5_FIXED_LAMBDA:g}', fontsize=9)
+  # Below both panels: inside either, it hid points.
+  fig.legend(*ax_a.get_legend_handles_labels(), loc='upper center', ncol=3, fontsize=8,
+             bbox_to_anchor=(0.5, 0.0))
   return plots.save(fig, os.path.join(workdir, 'fig5.png'),
                     f'Fig. 5 reproduction: pair verification (cosine, 10-fold threshold) '
-                    f'on the test split\n{dataset.title}')
+                    f'on the test split\n{dataset.title}', bbox_inches='tight')
 
 
 FIGURES = {'fig2': fig2, 'fig3': fig3, 'fig5': fig5}

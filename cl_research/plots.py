@@ -117,13 +117,18 @@ def plot_grid(cells, row_values, col_values, title, class_names, path, max_point
       scatter_panel(ax, project(feats['test_features'][keep]), feats['test_labels'][keep],
                     project(feats['centers']), f'{head}{suffix}\n{cell["label"]}',
                     class_names, legend=False)
-  # One legend for the grid, right of it, where it hides no cluster.
-  handles, labels = next((ax.get_legend_handles_labels() for ax in axes.flat
+  legend_outside(fig, axes)
+  save(fig, path, title, dpi=100, bbox_inches='tight')
+
+
+def legend_outside(fig, axes):
+  """One legend for all panels, right of them, where it hides no cluster (save the
+  figure with `bbox_inches='tight'` to keep it)."""
+  handles, labels = next((ax.get_legend_handles_labels() for ax in np.ravel(axes)
                           if ax.get_legend_handles_labels()[0]), ([], []))
   if handles:
     enlarge_markers(fig.legend(handles, labels, loc='center left', bbox_to_anchor=(1.0, 0.5),
                                fontsize=8, framealpha=0.7))
-  save(fig, path, title, dpi=100, bbox_inches='tight')
 
 
 def plot_intra_histogram(distances_N, labels_N, class_names, title, path):
