@@ -234,15 +234,14 @@ def train_groups(config, workdir, dataset, groups, meta, show_progress=True, lab
 
 
 def train_share(payload_path, index, cores):
-  """Entry of local process `index` (`parallel.run_local_processes`): its share of the
-  groups, dealt round-robin; only process 0 shows a progress bar."""
-  config, workdir, dataset, groups, meta = parallel.read_payload(payload_path)
-  count = meta['local_processes']
+  """Entry of local process `index` (`parallel.run_local_processes`): trains its share of
+  the groups; only process 0 shows a progress bar."""
+  config, workdir, dataset, shares, meta = parallel.read_payload(payload_path)
   logging.basicConfig(format=f'%(levelname)s %(name)s [process {index}]: %(message)s')
   logging.getLogger('cl_research').setLevel(logging.INFO)
   meta = {**meta, 'local_process': {'index': index, 'cores': cores}}
-  train_groups(config, workdir, dataset, groups[index::count], meta, show_progress=index == 0,
-               label=f'process 0/{count}: ')
+  train_groups(config, workdir, dataset, shares[index], meta, show_progress=index == 0,
+               label=f'process 0/{len(shares)}: ')
 
 
 def train_and_evaluate(config, workdir, dataset=None):
@@ -268,10 +267,9 @@ def train_and_evaluate(config, workdir, dataset=None):
   if process == 0:
     files.write_json(os.path.join(workdir, 'metadata.json'), meta)
   if local > 1:
-    log.info('%d groups dealt over %d local processes, pinned to cores %s', len(todo), local,
-             parallel.core_sets(local))
+    shares = [todo[i::local] for i in range(local)]  # round-robin
     parallel.run_local_processes('cl_research.experiment:train_share',
-                                 (config, workdir, dataset, todo, meta), local)
+                                 (config, workdir, dataset, shares, meta), local)
   else:
     train_groups(config, workdir, dataset, todo, meta, show_progress=process == 0)
   parallel.barrier('runs-done')

@@ -74,9 +74,9 @@ def local_processes(value, num_groups):
   0 = auto: on CPU one per core, because one small run does not keep two cores busy: the
   default sweep (LeNets++ at 1/4 width) trained 1.37x as fast on two pinned processes as
   in one, and at full width, where one run fills both cores, no slower (1.02x; 2-core
-  host, README "Speed and scale"). 1 on accelerators,
-  which one process already shares among a group's runs, and under `jax.distributed`,
-  where the hosts already split the groups.
+  host, README "Speed and scale"). 1 on accelerators, which one process already shares
+  among a group's runs, and under `jax.distributed`, where the hosts already split the
+  groups.
   """
   if value == 0:
     if jax.default_backend() != 'cpu' or jax.process_count() > 1:
@@ -125,9 +125,10 @@ def run_local_processes(entry, payload, count, poll_s=0.5):
     path = os.path.join(tmp, 'payload.pkl')
     with open(path, 'wb') as f:
       pickle.dump(payload, f, protocol=pickle.HIGHEST_PROTOCOL)
-    procs = []
+    procs, sets = [], core_sets(count)
+    log.info('%d local processes, pinned to cores %s', count, sets)
     try:
-      for i, cores in enumerate(core_sets(count)):
+      for i, cores in enumerate(sets):
         env = dict(os.environ, OMP_NUM_THREADS=str(len(cores)), PYTHONPATH=python_path)
         procs.append(subprocess.Popen(
             [sys.executable, '-c', _CHILD, entry, path, str(i), ','.join(map(str, cores))],
