@@ -26,8 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cl_research import configs
-from cl_research import onednn
-from cl_research import parallel
+from cl_research import runtime
 from cl_research import train
 
 BATCH = 128
@@ -39,7 +38,8 @@ def project_trainer(strategy='auto', channels=(32, 64, 128), kernels='auto'):
   config.model.kernels = kernels
   config.batch_size = BATCH
   config.parallel.group_strategy = strategy
-  return train.Trainer(config, feature_size=2, num_classes=10, image_shape=(28, 28, 1))
+  return train.Trainer(config, feature_size=2, num_classes=10, image_shape=(28, 28, 1),
+                       runtime=runtime.resolve(config))
 
 
 def fake_batch(seed=0):
@@ -50,8 +50,8 @@ def fake_batch(seed=0):
 
 def fake_data(trainer, n=4096):
   rng = np.random.default_rng(0)
-  return trainer.device_data(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
-                             rng.integers(0, 10, n).astype(np.int32), seed=0)
+  return train.DeviceData(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
+                          rng.integers(0, 10, n).astype(np.int32), 0, BATCH)
 
 
 def time_steps(step_fn, state, num_steps):
@@ -180,7 +180,7 @@ def bench_single(num_steps, repeats, skip_torch):
     print(f"median: project {out['project_images_per_s']:.0f}, torch "
           f"{out['torch_images_per_s']:.0f} images/s, ratio {out['project_over_torch']:.2f}",
           flush=True)
-  if onednn.resolve('auto')[0] != 'xla':
+  if project_trainer().runtime.kernels != 'xla':
     out['project_xla_kernels_images_per_s'] = bench_project(num_steps, 'xla')[0]
     print(f"project with XLA's kernels: {out['project_xla_kernels_images_per_s']:.0f} "
           'images/s', flush=True)
@@ -214,7 +214,7 @@ def main():
   parser.add_argument('--steps', type=int, default=20)
   parser.add_argument('--groups', default='1,2,4,8,16')
   parser.add_argument('--strategies', default='vmap,unroll',
-                      help='group strategies to time (see cl_research.parallel)')
+                      help='group strategies to time (see cl_research.train.group_step)')
   parser.add_argument('--repeats', type=int, default=3,
                       help='turns of project and PyTorch for the single-model figures')
   parser.add_argument('--torch-only', action='store_true', help=argparse.SUPPRESS)
@@ -224,7 +224,8 @@ def main():
     return
   out = {'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()],
          'jax': jax.__version__, 'batch_size': BATCH, 'cpu_count': os.cpu_count()}
-  out['kernels'], out['kernels_why'] = onednn.resolve('auto')
+  auto = project_trainer().runtime
+  out['kernels'], out['kernels_why'] = auto.kernels, auto.kernels_why
   out.update(bench_single(args.steps, args.repeats, args.skip_torch))
   strategies = args.strategies.split(',')
   out['groups'] = {}
@@ -232,8 +233,8 @@ def main():
     out['groups'][k] = bench_group(k, max(2, args.steps // k), strategies)
     print(f'group K={k}: {out["groups"][k]}', flush=True)
   if 8 in out['groups']:
-    auto = parallel.group_strategy('auto')
-    out['group8_strategy'] = auto if auto in strategies else strategies[0]
+    out['group8_strategy'] = (auto.group_strategy if auto.group_strategy in strategies
+                              else strategies[0])
     out['group8_speedup'] = out['groups'][8][out['group8_strategy']]['speedup']
   out['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   if args.json:

@@ -1,12 +1,11 @@
 """python benchmarks/clustering_vs_data.py --json
 
-How much center loss tightens the TEST features as the training split grows: for each
-training-set size, the default sweep's 2-D runs at lambda 0 and lambda 1 (same steps,
-width and solver; one pair per seed), and the factor test intra/inter(lambda 0) /
-test intra/inter(lambda 1). Issue 2 asks for >= 5x; this measures how the factor
-depends on the number of training digits and, with `--config.x=...`, on anything else.
-A script, not a test: about 40 s per pair on 2 CPU cores at the sweep's budget (3 sizes
-x 3 seeds: about 6 min).
+How much center loss tightens the TEST features: for each training-set size, the
+default sweep's 2-D runs at lambda 0 and lambda 1 (same steps, width and solver; one
+pair per seed), and the factor test intra/inter(lambda 0) / test intra/inter(lambda 1).
+It measures how the factor depends on the number of training digits and, with
+`--config.x=...`, on anything else; docs/cpu_budget.md holds what it measured. A script,
+not a test: a pair takes about a minute on 2 CPU cores at the sweep's budget.
 
   python benchmarks/clustering_vs_data.py --num-train 1000,2000,4000 --seeds 0,1,2
   python benchmarks/clustering_vs_data.py --config.data.augment_shift=2 --config.num_steps=1200

@@ -2,7 +2,7 @@
 
 Where the CPU time of a LeNets++ step goes: each 5x5 convolution of the network at
 batch 128, forward + input gradient + kernel gradient, by XLA's convolution, by oneDNN
-through the project's FFI kernel (`cl_research/onednn.py`) and by PyTorch (which also uses
+through the project's FFI kernel (`cl_research/kernels/onednn.py`) and by PyTorch (which also uses
 oneDNN), in one process. Run it under `taskset -c 0` too: XLA's time for the 28x28 and
 14x14 layers does not change with one core, i.e. XLA runs them on one core. Needs torch.
 """
@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from cl_research import onednn
+from cl_research import kernels
+from cl_research.kernels import onednn
 
 LAYERS = [(28, 1, 32), (28, 32, 32), (14, 32, 64), (14, 64, 64), (7, 64, 128), (7, 128, 128)]
 DN = ('NHWC', 'HWIO', 'NHWC')
@@ -39,7 +40,7 @@ def jax_layer_ms(conv_fn, x, w):
 
 
 def main():
-  impl, why = onednn.resolve('auto')
+  impl, why = kernels.resolve('auto', jax.default_backend())
   print(f'devices {jax.devices()}; oneDNN: {why}')
   total = np.zeros(3)
   print('H  Cin Cout |   XLA  oneDNN  torch   (ms, forward + backward)')

@@ -3,8 +3,11 @@
 XLA:CPU and training loops: the same train step of the sweep's LeNets++ (1/4 width,
 batch 64) as one jitted call per step, inside a rolled `lax.scan`, and as the project's
 `train_chunk` with 1, 2 and 10 steps per compiled program. The measurements behind
-`parallel.steps_per_call`'s CPU default.
+`parallel.steps_per_call`'s CPU default (docs/performance.md, "Loops on XLA:CPU").
 """
+
+import functools
+
 
 import time
 
@@ -12,6 +15,7 @@ import jax
 import numpy as np
 
 from cl_research import configs
+from cl_research import runtime
 from cl_research import train
 
 STEPS = 40
@@ -29,7 +33,7 @@ def main():
   images = rng.integers(0, 255, (4000, 28, 28, 1), dtype=np.uint8)
   labels = rng.integers(0, 10, 4000).astype(np.int32)
   config = configs.apply_cpu(configs.base_config())
-  trainer = train.Trainer(config, 2, 10, (28, 28, 1))
+  trainer = train.Trainer(config, 2, 10, (28, 28, 1), runtime.resolve(config))
   hparams = trainer.hparams(0.1, 0.5)
   batch = {'image': images[:64], 'label': labels[:64]}
 
@@ -39,9 +43,9 @@ def main():
       state, _ = trainer.train_step(state, batch, hparams)
     jax.block_until_ready(state)
 
-  scanned = jax.jit(lambda s, n: jax.lax.scan(
-      lambda s, _: trainer._train_step(s, batch, hparams), s, None, length=n),  # pylint: disable=protected-access
-                    static_argnums=1)
+  step = functools.partial(train.train_step, trainer.setup)
+  scanned = jax.jit(lambda s, n: jax.lax.scan(lambda s, _: step(s, batch, hparams), s, None,
+                                              length=n), static_argnums=1)
 
   def rolled(n):
     jax.block_until_ready(scanned(trainer.init(0), n))
@@ -50,8 +54,8 @@ def main():
   print(f'rolled lax.scan:          {per_step_ms(rolled):.1f} ms/step', flush=True)
   for per_call in (1, 2, 10):
     config.parallel.steps_per_call = per_call
-    chunked = train.Trainer(config, 2, 10, (28, 28, 1))
-    data = chunked.device_data(images, labels, 0)
+    chunked = train.Trainer(config, 2, 10, (28, 28, 1), runtime.resolve(config))
+    data = train.DeviceData(images, labels, 0, config.batch_size)
 
     def chunk(n, chunked=chunked, data=data):
       states = chunked.init_group([0])

@@ -38,11 +38,11 @@ class GroupCheckpoints:
       self._manager = ocp.CheckpointManager(self.directory, options=options)
     return self._manager
 
-  def save(self, step, states, names, num_real, snapshots, run_dirs):
+  def save(self, step, states, names, num_real, snapshots, snapshot_paths):
     """Saves the real members' states (padding dropped) and their evolution snapshots."""
     if snapshots:
-      for run_dir, snaps in zip(run_dirs, snapshots):
-        files.savez(os.path.join(run_dir, 'snapshots.npz'),
+      for path, snaps in zip(snapshot_paths, snapshots):
+        files.savez(path,
                     steps=np.array([s for s, _, _ in snaps]),
                     features=np.stack([f for _, f, _ in snaps]),
                     centers=np.stack([c for _, _, c in snaps]))
@@ -51,7 +51,7 @@ class GroupCheckpoints:
         state=ocp.args.StandardSave(real), meta=ocp.args.JsonSave({'names': list(names)})))
     self.manager().wait_until_finished()
 
-  def restore(self, states, names, run_dirs, num_real):
+  def restore(self, states, names, snapshot_paths, num_real):
     """(step, states, snapshots) from the latest checkpoint holding every member of
     `names`; (0, states, None) when there is none. `states` gives shapes and padding."""
     if not os.path.isdir(self.directory):
@@ -72,10 +72,10 @@ class GroupCheckpoints:
     rows += [rows[0]] * (jax.tree.leaves(states)[0].shape[0] - len(rows))
     states = jax.tree.map(lambda x: x[np.array(rows)], restored)
     snapshots = None
-    if all(os.path.exists(os.path.join(d, 'snapshots.npz')) for d in run_dirs[:num_real]):
+    if all(os.path.exists(p) for p in snapshot_paths[:num_real]):
       snapshots = []
-      for d in run_dirs[:num_real]:
-        with np.load(os.path.join(d, 'snapshots.npz')) as f:
+      for path in snapshot_paths[:num_real]:
+        with np.load(path) as f:
           keep = f['steps'] <= step
           snapshots.append(list(zip(f['steps'][keep].tolist(), f['features'][keep],
                                     f['centers'][keep])))

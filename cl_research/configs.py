@@ -11,12 +11,12 @@ import math
 import ml_collections
 
 from cl_research import data
+from cl_research import kernels
 from cl_research import models
-from cl_research import onednn
-from cl_research import parallel
+from cl_research import optim
+from cl_research import sharding
+from cl_research import train
 
-CENTER_MODES = ('paper', 'gradient')
-OPTIMIZERS = ('sgd', 'adam')
 SWEEP_AXES = ('lam', 'alpha', 'feature_size', 'seed')
 FIGURES = ('fig2', 'fig3', 'fig5')
 
@@ -53,7 +53,7 @@ def base_config():
   c.model.channels = (32, 64, 128)
   c.model.feature_prelu = False
   c.model.classifier_bias = True
-  c.model.kernels = 'auto'  # convolution + PReLU: xla | onednn | auto: cl_research.onednn
+  c.model.kernels = 'auto'  # convolution + PReLU: xla | onednn | auto (cl_research.kernels)
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = 'sgd'
@@ -80,7 +80,8 @@ def base_config():
   c.eval.silhouette_samples = 2000
 
   c.parallel = ml_collections.ConfigDict()
-  c.parallel.group_strategy = 'auto'  # runs of a group: 'vmap', 'map' (a compiled loop), 'auto'
+  # The `auto` (0) choices below are resolved per backend by cl_research.runtime.
+  c.parallel.group_strategy = 'auto'  # runs of a group: 'vmap', 'map' (lax.map), 'unroll'
   c.parallel.max_group_size = 0  # most runs trained together; 0: auto (CPU 1, else all)
   c.parallel.steps_per_call = 0  # steps per compiled program; 0: auto (CPU 1, else a chunk)
   c.parallel.shard = 'auto'  # 'model' axis of a group, 'batch' of a lone run, 'none', 'auto'
@@ -102,7 +103,8 @@ def base_config():
 
 
 def parse_arg(arg, allowed):
-  """'a,b' -> {'a', 'b'}; an unknown token is a ConfigError naming the valid ones."""
+  """'a,b' -> {'a', 'b'}; an unknown token is a ConfigError naming the valid ones.
+  `allowed`: the experiment's `ARGS` (token -> what it does)."""
   tokens = {t for t in (arg or '').split(',') if t}
   unknown = tokens - set(allowed)
   if unknown:
@@ -112,16 +114,9 @@ def parse_arg(arg, allowed):
 
 
 def apply_cpu(c):
-  """The 2-core-CPU budget of the default sweep: LeNets++ at 1/4 width, 900 steps of 64.
-
-  lr 0.04 (with the Caffe schedule's x0.8 decays) is the largest rate measured to keep
-  softmax-only healthy on the bundled digits (0.05: its accuracy fell; 0.08: dead
-  runs), and the one that tightened the test clusters most: the d=2 test intra/inter
-  factor from lambda 0 to 1 was 3.1x at lr 0.02 with 600 steps, median 5.2x over six
-  seeds at lr 0.04 with 900 (`benchmarks/clustering_vs_data.py`, README). Smaller
-  batches, a stronger decay or more steps did worse. The gradient clip keeps lambda = 1
-  from diverging to NaN (clipping at 10 did not).
-  """
+  """The 2-core-CPU budget: LeNets++ at 1/4 width, 900 SGD steps of 64 at lr 0.04, the
+  gradient clipped to norm 5 (`fig*:cpu`; `sweep` raises the steps to 1,500). How each
+  value was chosen, with the measurements: docs/cpu_budget.md."""
   c.model.channels = (8, 16, 32)
   c.batch_size = 64
   c.num_steps = 900
@@ -131,6 +126,11 @@ def apply_cpu(c):
   return c
 
 
+FIGURE_ARGS = {'mnist': 'MNIST (the default)', 'fashion_mnist': 'Fashion-MNIST',
+               'cpu': 'the 2-core-CPU budget of configs.apply_cpu',
+               'smoke': 'seconds, a tiny net (tests)'}
+
+
 def figure_config(arg, figure):
   """Base config for a paper figure: `arg` picks the dataset and the size.
 
@@ -138,7 +138,7 @@ def figure_config(arg, figure):
   `apply_cpu`; `smoke` for seconds. Without `cpu`/`smoke`: the paper's LeNets++ and the
   Caffe solver (10k steps of 128) on a 50K/10K split.
   """
-  tokens = parse_arg(arg, {'mnist', 'fashion_mnist', 'cpu', 'smoke'})
+  tokens = parse_arg(arg, FIGURE_ARGS)
   c = base_config()
   c.figure = figure
   c.data.name = 'fashion_mnist' if 'fashion_mnist' in tokens else 'mnist'
@@ -207,7 +207,9 @@ def _check_choice(value, name, valid):
 
 
 def validate(config):
-  """Raises ConfigError on the first value that cannot work, before any compute."""
+  """Raises ConfigError on the first value that cannot work, before any compute. Checks
+  names and values only: whether this machine can run a choice is `cl_research.runtime`'s
+  question."""
   for axis in SWEEP_AXES:
     values = config.sweep[axis]
     _check(isinstance(values, (tuple, list)) and len(values) > 0,
@@ -230,19 +232,17 @@ def validate(config):
            f'sweep.seed has {seed!r}: seeds must be integers >= 0')
   _check_choice(config.data.name, 'data.name', data.DATASETS)
   _check_choice(config.data.source, 'data.source', data.SOURCES)
-  _check_choice(config.model.name, 'model.name', models.MODELS)
-  _check_choice(config.model.kernels, 'model.kernels', onednn.IMPLS)
-  if config.model.kernels == 'onednn':
-    try:
-      onednn.resolve('onednn')
-    except onednn.Unavailable as e:
-      raise ConfigError(str(e)) from None
-  _check_choice(config.optimizer.name, 'optimizer.name', OPTIMIZERS)
-  _check_choice(config.centers.mode, 'centers.mode', CENTER_MODES)
-  _check_choice(config.centers.optimizer, 'centers.optimizer', OPTIMIZERS)
+  _check(config.data.source != 'bundled' or config.data.name == 'mnist',
+         f'data.source=bundled exists only for mnist, not {config.data.name!r}; use '
+         'data.source=auto or tfds')
+  _check_choice(config.model.name, 'model.name', tuple(models.MODELS))
+  _check_choice(config.model.kernels, 'model.kernels', kernels.CHOICES)
+  _check_choice(config.optimizer.name, 'optimizer.name', optim.OPTIMIZERS)
+  _check_choice(config.centers.mode, 'centers.mode', train.CENTER_MODES)
+  _check_choice(config.centers.optimizer, 'centers.optimizer', optim.OPTIMIZERS)
   _check_choice(config.parallel.group_strategy, 'parallel.group_strategy',
-                parallel.GROUP_STRATEGIES)
-  _check_choice(config.parallel.shard, 'parallel.shard', parallel.SHARD_MODES)
+                train.GROUP_STRATEGIES)
+  _check_choice(config.parallel.shard, 'parallel.shard', sharding.SHARD_MODES)
   for name in ('max_group_size', 'num_devices', 'num_processes', 'steps_per_call',
                'local_processes'):
     _check(config.parallel[name] >= 0, f'parallel.{name}={config.parallel[name]!r} must be '

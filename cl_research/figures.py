@@ -3,12 +3,11 @@
 Each `figN(workdir, results, features_by_name, dataset)` writes `<workdir>/figN.png`.
 """
 
-import os
-
 import matplotlib.pyplot as plt
 import numpy as np
 
 from cl_research import data
+from cl_research import outputs
 from cl_research import plots
 
 FIG5_LAMBDAS = (0.0, 1e-4, 2e-4, 5e-4, 1e-3, 3e-3, 5e-3, 1e-2, 2e-2, 5e-2, 7e-2, 1e-1)
@@ -22,8 +21,8 @@ def fig2(workdir, results, features_by_name, dataset):
   run = next(r for r in results if r['lam'] == 0.0)
   feats = features_by_name[run['name']] if run['status'] == 'complete' else None
   title = (f'Fig. 2 reproduction: softmax loss only, {dataset.title}\n'
-           f'(a) train, (b) test; test acc {run["test_accuracy"]}')
-  path = os.path.join(workdir, 'fig2.png')
+           f'(a) train, (b) test; {outputs.cell_label(run)}')
+  path = outputs.workdir_file(workdir, 'fig2.png')
   plots.plot_run(feats, title, data.class_names(dataset.name), path)
   return path
 
@@ -42,13 +41,11 @@ def fig3(workdir, results, features_by_name, dataset, max_points=10_000):
     keep = plots.subsample(len(feats['train_labels']), max_points)
     plots.scatter_panel(ax, feats['train_features'][keep], feats['train_labels'][keep],
                         feats['centers'], f'{head}   test intra/inter '
-                        f'{run["test_intra_inter"]:.3g}', names, legend=False)
-    ax.set_xlabel('feature 1')
-    ax.set_ylabel('feature 2')
+                        f'{run["test_intra_inter"]:.3g}', names)
   for ax in axes.ravel()[len(runs):]:
     ax.axis('off')
   plots.legend_outside(fig, axes)
-  return plots.save(fig, os.path.join(workdir, 'fig3.png'),
+  return plots.save(fig, outputs.workdir_file(workdir, 'fig3.png'),
                     f'Fig. 3 reproduction: softmax + center loss, alpha = '
                     f'{runs[0]["alpha"]:g}, train features\n{dataset.title}',
                     bbox_inches='tight')
@@ -88,7 +85,7 @@ def fig5(workdir, results, features_by_name, dataset):
   # Below both panels: inside either, it hid points.
   fig.legend(*ax_a.get_legend_handles_labels(), loc='upper center', ncol=3, fontsize=8,
              bbox_to_anchor=(0.5, 0.0))
-  return plots.save(fig, os.path.join(workdir, 'fig5.png'),
+  return plots.save(fig, outputs.workdir_file(workdir, 'fig5.png'),
                     f'Fig. 5 reproduction: pair verification (cosine, 10-fold threshold) '
                     f'on the test split\n{dataset.title}', bbox_inches='tight')
 

@@ -13,6 +13,9 @@ import pathlib
 
 import numpy as np
 
+# The folder that holds the `cl_research` package: the repository root in a checkout.
+PACKAGE_ROOT = pathlib.Path(__file__).resolve().parents[1]
+
 
 def cache_dir():
   """Compiled kernels and fetched data: `$CL_RESEARCH_CACHE`, else ~/.cache/cl_research."""

@@ -1,13 +1,14 @@
-"""Flax models that return `(features, logits)`; used purely through `init`/`apply`."""
+"""Flax models that return `(features, logits)`; used purely through `init`/`apply`.
+
+Convolutions and PReLUs come from a `cl_research.kernels.Kernels` (default: XLA's).
+"""
 
 from typing import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from cl_research import onednn
-
-MODELS = ('lenets_pp', 'seed_cnn')
+from cl_research import kernels as kernels_lib
 
 
 def normalize_images(images_BxHxWx1):
@@ -17,12 +18,12 @@ def normalize_images(images_BxHxWx1):
 
 class PReLU(nn.Module):
   """Channel-wise PReLU as in Caffe (flax's `nn.PReLU` shares one slope for all channels)."""
-  kernels: str = 'xla'
+  kernels: kernels_lib.Kernels = kernels_lib.XLA
 
   @nn.compact
   def __call__(self, x):
     slope = self.param('slope', nn.initializers.constant(0.25), (x.shape[-1],))
-    return onednn.prelu(self.kernels)(x, slope)
+    return self.kernels.prelu(x, slope)
 
 
 def max_pool_2x2(x_BxHxWxC):
@@ -49,23 +50,22 @@ class LeNetsPP(nn.Module):
 
   `channels` defaults to the paper's (32, 64, 128); smaller widths make CPU sweeps fast.
   `feature_prelu` puts a PReLU after the feature layer, as the Caffe prototxt does.
-  `kernels` is a resolved `cl_research.onednn` implementation (`xla` or `onednn`) of the
-  convolutions and PReLUs.
+  `kernels` runs the convolutions and PReLUs.
   """
   feature_size: int = 2
   num_classes: int = 10
   channels: Sequence[int] = (32, 64, 128)
   feature_prelu: bool = False
   classifier_bias: bool = True
-  kernels: str = 'xla'
+  kernels: kernels_lib.Kernels = kernels_lib.XLA
 
   @nn.compact
   def __call__(self, images_BxHxWx1):
     x = normalize_images(images_BxHxWx1)
-    conv_fn = onednn.conv_general_dilated(self.kernels)
     for width in self.channels:
       for _ in range(2):
-        x = nn.Conv(width, (5, 5), padding=2, conv_general_dilated=conv_fn)(x)
+        x = nn.Conv(width, (5, 5), padding=2,
+                    conv_general_dilated=self.kernels.conv_general_dilated)(x)
         x = PReLU(self.kernels)(x)
       x = max_pool_2x2(x)
     features_BxD = nn.Dense(self.feature_size, name='feature')(x.reshape(x.shape[0], -1))
@@ -77,17 +77,19 @@ class LeNetsPP(nn.Module):
 
 
 class SeedCNN(nn.Module):
-  """The Keras snippet this project started from: conv 2x2 x10, max-pool 2x2, ReLU features."""
+  """The Keras snippet this project started from: `Conv2D(10, (2, 2))`, max-pool 2x2,
+  a ReLU feature layer, the classifier. The snippet's convolution sets no activation and
+  Keras' default is linear, so none follows it here."""
   feature_size: int = 32
   num_classes: int = 10
   classifier_bias: bool = True
-  kernels: str = 'xla'
+  kernels: kernels_lib.Kernels = kernels_lib.XLA
 
   @nn.compact
   def __call__(self, images_BxHxWx1):
     x = normalize_images(images_BxHxWx1)
-    x = nn.relu(nn.Conv(10, (2, 2), padding='VALID',
-                        conv_general_dilated=onednn.conv_general_dilated(self.kernels))(x))
+    x = nn.Conv(10, (2, 2), padding='VALID',
+                conv_general_dilated=self.kernels.conv_general_dilated)(x)
     x = max_pool_2x2(x)
     features_BxD = nn.relu(nn.Dense(self.feature_size, name='feature')(x.reshape(x.shape[0], -1)))
     logits_BxC = nn.Dense(self.num_classes, use_bias=self.classifier_bias,
@@ -95,14 +97,22 @@ class SeedCNN(nn.Module):
     return features_BxD, logits_BxC
 
 
-def get_model(model_config, feature_size, num_classes, kernels='xla'):
-  """Builds the model named by `model_config.name` (`kernels`: see `onednn.resolve`)."""
-  if model_config.name == 'lenets_pp':
-    return LeNetsPP(feature_size=feature_size, num_classes=num_classes,
-                    channels=tuple(model_config.channels),
-                    feature_prelu=model_config.feature_prelu,
-                    classifier_bias=model_config.classifier_bias, kernels=kernels)
-  if model_config.name == 'seed_cnn':
-    return SeedCNN(feature_size=feature_size, num_classes=num_classes,
-                   classifier_bias=model_config.classifier_bias, kernels=kernels)
-  raise ValueError(f'model.name={model_config.name!r} is not one of {MODELS}')
+def _lenets_pp(model_config, **kwargs):
+  return LeNetsPP(channels=tuple(model_config.channels),
+                  feature_prelu=model_config.feature_prelu, **kwargs)
+
+
+def _seed_cnn(model_config, **kwargs):
+  del model_config
+  return SeedCNN(**kwargs)
+
+
+MODELS = {'lenets_pp': _lenets_pp, 'seed_cnn': _seed_cnn}  # `model.name` -> builder
+
+
+def get_model(model_config, feature_size, num_classes, kernels=kernels_lib.XLA):
+  """The model named by `model_config.name` (a name `configs.validate` accepted)."""
+  return MODELS[model_config.name](model_config, feature_size=feature_size,
+                                   num_classes=num_classes,
+                                   classifier_bias=model_config.classifier_bias,
+                                   kernels=kernels)

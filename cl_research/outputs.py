@@ -13,6 +13,7 @@ Workdir layout:
 """
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -37,11 +38,56 @@ SUMMARY_COLUMNS = (('name', 'status', 'diverged_step', 'diverged_quantity', 'lam
 FINISHED = ('complete', 'diverged')
 
 
+@dataclasses.dataclass(frozen=True)
+class RunPaths:
+  """The files of one run, under `<workdir>/runs/<name>/`."""
+  folder: str
+
+  def _file(self, name):
+    return os.path.join(self.folder, name)
+
+  def create(self):
+    os.makedirs(self.folder, exist_ok=True)
+    return self
+
+  result = property(lambda self: self._file('result.json'))
+  metrics = property(lambda self: self._file('metrics.jsonl'))
+  features = property(lambda self: self._file('features.npz'))
+  scatter = property(lambda self: self._file('scatter.png'))
+  intra_hist = property(lambda self: self._file('intra_hist.png'))
+  evolution = property(lambda self: self._file('evolution.gif'))
+  snapshots = property(lambda self: self._file('snapshots.npz'))  # evolution frames so far
+
+
+def run_paths(workdir, name):
+  """The files of the run called `name` (`configs.run_name`)."""
+  return RunPaths(os.path.join(workdir, 'runs', name))
+
+
+def checkpoint_dir(workdir, group_name):
+  """The folder of a group's orbax checkpoints."""
+  return os.path.join(workdir, 'checkpoints', group_name)
+
+
+def workdir_file(workdir, name):
+  """A file at the top of a workdir: config.json, metadata.json, summary.csv, grid.png,
+  figN.png."""
+  return os.path.join(workdir, name)
+
+
 def cell_label(result):
   """Short description of a run's outcome for plot titles."""
   if result['status'] == 'diverged':
     return f"DIVERGED ({result['diverged_quantity']} at step {result['diverged_step']})"
-  return f"test acc {result['test_accuracy']:.3f}, intra/inter {result['test_intra_inter']:.3g}"
+  ratio = result['test_intra_inter']  # None when every class mean is the same point
+  ratio = 'undefined (features collapsed)' if ratio is None else f'{ratio:.3g}'
+  return f"test acc {result['test_accuracy']:.3f}, intra/inter {ratio}"
+
+
+def run_title(dataset, point, result):
+  """The title of a run's plots: the data, the run's point and its outcome."""
+  return (f"{dataset.title}\nlambda={point['lam']:g}, alpha={point['alpha']:g}, "
+          f"d={point['feature_size']}, seed={point['seed']}: {cell_label(result)}")
 
 
 class RunLog:
@@ -65,18 +111,18 @@ class RunLog:
     self.file.close()
 
 
-def finished_result(run_dir):
-  """The result.json of a finished run, or None."""
-  result = files.read_json(os.path.join(run_dir, 'result.json'))
+def finished_result(paths):
+  """The result.json of a finished run (`RunPaths`), or None."""
+  result = files.read_json(paths.result)
   return result if result and result.get('status') in FINISHED else None
 
 
-def load_run(run_dir):
-  """(result, features) of a finished run on disk, or (None, None)."""
-  result = finished_result(run_dir)
+def load_run(paths):
+  """(result, features) of a finished run (`RunPaths`) on disk, or (None, None)."""
+  result = finished_result(paths)
   if result is None:
     return None, None
-  with np.load(os.path.join(run_dir, 'features.npz')) as f:
+  with np.load(paths.features) as f:
     return result, dict(f)
 
 
@@ -99,10 +145,10 @@ def write_grids(workdir, config, dataset, results, features_by_name):
         'features': features_by_name[r['name']] if r['status'] == 'complete' else None,
         'label': cell_label(r)} for r in results if r['alpha'] == alpha and r['seed'] == seed}
     name = 'grid.png' if k == 0 else f'grid_alpha={alpha:g}_seed={seed}.png'
-    title = (f'{dataset.title}: test features, alpha={alpha:g}, seed={seed}, '
+    title = (f'{dataset.title}\ntest features, alpha={alpha:g}, seed={seed}, '
              f'{config.num_steps} steps')
     plots.plot_grid(cells, dims, lams, title, data.class_names(dataset.name),
-                    os.path.join(workdir, name))
+                    workdir_file(workdir, name))
     paths.append(name)
   return paths
 
@@ -118,7 +164,7 @@ def format_table(results):
 
 def config_conflict(config, workdir):
   """None, or what differs between `config` and the one stored in `workdir`."""
-  old = files.read_json(os.path.join(workdir, 'config.json'))
+  old = files.read_json(workdir_file(workdir, 'config.json'))
   new = json.loads(config.to_json_best_effort())
   return None if old is None or old == new else configs.json_diff(old, new)
 
@@ -138,7 +184,7 @@ def resolve_workdir(config, workdir, new_workdir=False):
 
 def prepare_workdir(config, workdir, dry_run=False):
   """Creates the workdir and its config.json; refuses one that holds another config."""
-  path = os.path.join(workdir, 'config.json')
+  path = workdir_file(workdir, 'config.json')
   conflict = config_conflict(config, workdir)
   if conflict:
     raise configs.ConfigError(

@@ -1,7 +1,7 @@
 """Matplotlib figures in the style of ECCV16 Fig. 2/3: one color per class, centers as
 white dots with a dark edge, 2-D features drawn directly and higher ones by PCA."""
 
-import textwrap
+import re
 
 import matplotlib
 
@@ -16,14 +16,33 @@ CLASS_COLORS = plt.get_cmap('tab10').colors
 
 
 def projection_2d(features_NxD):
-  """A function mapping D-dim points to 2-D (identity for D = 2, else PCA fit here)."""
+  """(f, suffix, axis labels): f maps D-dim points to 2-D (identity for D = 2, else the
+  PCA fit here); suffix says so in a title."""
   d = features_NxD.shape[1]
   if d == 2:
-    return lambda x: np.asarray(x)[:, :2], ''
+    return lambda x: np.asarray(x)[:, :2], '', ('feature 1', 'feature 2')
   if d == 1:
-    return lambda x: np.concatenate([np.asarray(x), np.zeros((len(x), 1))], axis=1), ' (1-D)'
+    return (lambda x: np.concatenate([np.asarray(x), np.zeros((len(x), 1))], axis=1),
+            ' (1-D)', ('feature 1', ''))
   pca = PCA(n_components=2).fit(features_NxD)
-  return pca.transform, f' (PCA of {d}-D)'
+  return pca.transform, f' (PCA of {d}-D)', ('PC1', 'PC2')
+
+
+def wrap(text, width):
+  """Wraps each line of `text` to `width` characters, breaking only after ', ' or ': '
+  so that a label and its number stay together."""
+  out = []
+  for line in text.split('\n'):
+    pieces = re.split(r'(?<=[,:]) ', line)
+    current = ''
+    for piece in pieces:
+      if current and len(current) + 1 + len(piece) > width:
+        out.append(current)
+        current = piece
+      else:
+        current = f'{current} {piece}' if current else piece
+    out.append(current)
+  return '\n'.join(out)
 
 
 def subsample(num_points, max_points, seed=0):
@@ -33,8 +52,10 @@ def subsample(num_points, max_points, seed=0):
   return np.sort(np.random.default_rng(seed).choice(num_points, max_points, replace=False))
 
 
-def scatter_panel(ax, points_Nx2, labels_N, centers_Cx2, title, class_names, legend=True):
-  """Draws one panel: a colored cloud per class and the centers as white dots."""
+def scatter_panel(ax, points_Nx2, labels_N, centers_Cx2, title, class_names,
+                  axis_labels=('feature 1', 'feature 2')):
+  """Draws one panel: a colored cloud per class and the centers as white dots. The
+  figure's legend goes outside the panels (`legend_outside`), where it hides nothing."""
   for c, name in enumerate(class_names):
     members = points_Nx2[labels_N == c]
     ax.scatter(members[:, 0], members[:, 1], s=2, color=CLASS_COLORS[c % 10],
@@ -43,9 +64,9 @@ def scatter_panel(ax, points_Nx2, labels_N, centers_Cx2, title, class_names, leg
     ax.scatter(centers_Cx2[:, 0], centers_Cx2[:, 1], s=40, c='white', edgecolors='black',
                linewidths=1.2, zorder=3, label='centers')
   ax.set_title(title, fontsize=9)
+  ax.set_xlabel(axis_labels[0], fontsize=8)
+  ax.set_ylabel(axis_labels[1], fontsize=8)
   ax.tick_params(labelsize=7)
-  if legend:
-    enlarge_markers(ax.legend(fontsize=6, loc='best', framealpha=0.7))
 
 
 def enlarge_markers(legend):
@@ -59,8 +80,7 @@ def save(fig, path, title=None, dpi=110, bbox_inches=None):
   figure twice: about 0.1 s)."""
   if title:
     chars = max(40, int(fig.get_figwidth() * 13))  # about 13 characters per inch at 10 pt
-    fig.suptitle('\n'.join(textwrap.fill(line, chars) for line in title.split('\n')),
-                 fontsize=10)
+    fig.suptitle(wrap(title, chars), fontsize=10)
   fig.tight_layout()
   with files.atomic_path(path) as tmp:
     fig.savefig(tmp, dpi=dpi, bbox_inches=bbox_inches)
@@ -86,14 +106,15 @@ def plot_run(features, title, class_names, path, max_points=10_000):
       empty_panel(ax, split, 'diverged: no finite features')
     save(fig, path, title)
     return
-  project, suffix = projection_2d(features['train_features'])
+  project, suffix, axis_labels = projection_2d(features['train_features'])
   for ax, split in zip(axes, ('train', 'test')):
     feats, labels = features[f'{split}_features'], features[f'{split}_labels']
     keep = subsample(len(labels), max_points)
     shown = f', {len(keep)} of {len(labels)} shown' if len(keep) < len(labels) else ''
     scatter_panel(ax, project(feats[keep]), labels[keep], project(features['centers']),
-                  f'{split}{suffix}{shown}', class_names, legend=split == 'test')
-  save(fig, path, title)
+                  f'{split}{suffix}{shown}', class_names, axis_labels=axis_labels)
+  legend_outside(fig, axes)
+  save(fig, path, title, bbox_inches='tight')
 
 
 def plot_grid(cells, row_values, col_values, title, class_names, path, max_points=5_000):
@@ -112,11 +133,13 @@ def plot_grid(cells, row_values, col_values, title, class_names, path, max_point
         empty_panel(ax, head, cell['label'] if cell else 'no run')
         continue
       feats = cell['features']
-      project, suffix = projection_2d(feats['train_features'])
+      project, suffix, axis_labels = projection_2d(feats['train_features'])
       keep = subsample(len(feats['test_labels']), max_points)
-      scatter_panel(ax, project(feats['test_features'][keep]), feats['test_labels'][keep],
-                    project(feats['centers']), f'{head}{suffix}\n{cell["label"]}',
-                    class_names, legend=False)
+      points = project(feats['test_features'][keep])
+      extent = float(f'{np.max(np.abs(points)) if len(points) else 0.0:.2g}')
+      scatter_panel(ax, points, feats['test_labels'][keep], project(feats['centers']),
+                    wrap(f'{head}{suffix}, axes ±{extent:g}\n{cell["label"]}', 44),
+                    class_names, axis_labels=axis_labels)
   legend_outside(fig, axes)
   save(fig, path, title, dpi=100, bbox_inches='tight')
 
@@ -127,22 +150,22 @@ def legend_outside(fig, axes):
   handles, labels = next((ax.get_legend_handles_labels() for ax in np.ravel(axes)
                           if ax.get_legend_handles_labels()[0]), ([], []))
   if handles:
+    one_row = np.ndim(axes) < 2 or np.shape(axes)[0] == 1
     enlarge_markers(fig.legend(handles, labels, loc='center left', bbox_to_anchor=(1.0, 0.5),
-                               fontsize=8, framealpha=0.7))
+                               fontsize=8, framealpha=0.7, ncol=2 if one_row else 1))
 
 
 def plot_intra_histogram(distances_N, labels_N, class_names, title, path):
   """Per-class histograms of feature-to-class-mean distances (IJCV19 Fig. 6 style)."""
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig, ax = plt.subplots(figsize=(7, 4.6))
   bins = np.linspace(0, np.percentile(distances_N, 99.5) if len(distances_N) else 1, 40)
   for c, name in enumerate(class_names):
     ax.hist(distances_N[labels_N == c], bins=bins, histtype='step', color=CLASS_COLORS[c % 10],
             label=name, density=True)
   ax.set_xlabel('distance to class mean')
   ax.set_ylabel('density')
-  ax.set_title(title, fontsize=9)
   ax.legend(fontsize=6, ncol=2)
-  save(fig, path, dpi=100)
+  save(fig, path, title, dpi=100)
 
 
 def write_evolution_gif(snapshots, labels_N, class_names, title, path, fps=4):
@@ -152,7 +175,7 @@ def write_evolution_gif(snapshots, labels_N, class_names, title, path, fps=4):
   by the PCA of the last snapshot, the same map for every frame.
   """
   from matplotlib import animation  # pylint: disable=import-outside-toplevel
-  project, suffix = projection_2d(snapshots[-1][1])
+  project, suffix, axis_labels = projection_2d(snapshots[-1][1])
   frames = [(step, project(f), project(c)) for step, f, c in snapshots]
   points = np.concatenate([np.concatenate([f, c]) for _, f, c in frames])
   points = points[np.isfinite(points).all(axis=1)]
@@ -164,7 +187,7 @@ def write_evolution_gif(snapshots, labels_N, class_names, title, path, fps=4):
     ax.clear()
     step, feats, centers = frames[i]
     scatter_panel(ax, feats, labels_N, centers, f'{title}{suffix}\nstep {step}', class_names,
-                  legend=False)
+                  axis_labels=axis_labels)
     ax.set_xlim(lo[0] - pad[0], hi[0] + pad[0])
     ax.set_ylim(lo[1] - pad[1], hi[1] + pad[1])
 

@@ -1,13 +1,12 @@
 """Where a result came from: package versions, backend and devices, git commit, data."""
 
 import importlib.metadata
-import os
 import platform
 import subprocess
 
 import jax
 
-from cl_research import onednn
+from cl_research import files
 
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'scikit-learn',
             'tensorflow-datasets', 'ml-collections', 'matplotlib', 'onednn-cpu-gomp',
@@ -26,7 +25,7 @@ def package_versions():
 
 def git_commit():
   """HEAD of the checkout the package runs from (with '+dirty' for local changes)."""
-  here = os.path.dirname(os.path.abspath(__file__))
+  here = str(files.PACKAGE_ROOT)
   try:
     head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=here, capture_output=True,
                           text=True, timeout=10, check=True).stdout.strip()
@@ -37,19 +36,19 @@ def git_commit():
   return head + ('+dirty' if dirty else '')
 
 
-def metadata(config, dataset):
-  """What a figure needs to be traced back to its code, machine and data."""
-  kernels, kernels_why = onednn.resolve(config.model.kernels)
+def metadata(config, dataset, runtime):
+  """What a figure needs to be traced back to its code, machine and data. `runtime`:
+  the resolved `cl_research.runtime.Runtime` the runs train with."""
   return {
       'packages': package_versions(),
-      'kernels': {'config': config.model.kernels, 'impl': kernels, 'why': kernels_why},
+      'runtime': runtime.as_dict(),
       'python': platform.python_version(),
       'backend': jax.default_backend(),
       'devices': [str(d) for d in jax.devices()],
       'process_count': jax.process_count(),
       'git_commit': git_commit(),
       'data': {'name': dataset.name, 'source': dataset.source, 'detail': dataset.detail,
-               'num_train': int(len(dataset.train_labels)),
+               'files': dataset.location, 'num_train': int(len(dataset.train_labels)),
                'num_test': int(len(dataset.test_labels))},
       'seeds': {'init_and_data_order': sorted(set(config.sweep.seed) |
                                               set(config.sweep_extra.seed)),

@@ -1,28 +1,39 @@
-"""The train state, the jitted train step, and compiled multi-step chunks over model groups.
+"""The train state, the pure train step, and groups of runs trained in compiled chunks.
 
-One run is a group of one. A group is runs that share every shape (model, feature size,
-data, batch size, steps) and the seed, and differ in the traced hyperparameters (lambda,
-alpha, learning rate): their states are stacked on a leading model axis `M` and trained
-together on the same batches, a controlled comparison.
+The step is `train_step(setup, state, batch, hparams)`: `setup` holds what is static
+(model, optimizers, center mode: changing it recompiles), `hparams` the traced numbers
+(`lam`, `alpha`, `learning_rate`: changing them does not). It is composed of named
+pieces: `loss_and_grads`, `update_centers` (one rule per center mode), `update_params`
+and `guard_divergence`.
+
+A group is runs that share every shape (model, feature size, data, batch size, steps)
+and the seed, and differ in their hparams: their states are stacked on a leading model
+axis `M` and trained together on the same batches, a controlled comparison
+(`group_step`). `Trainer` compiles the step and the chunks of steps for one setup.
 """
 
+import dataclasses
 import functools
 from typing import Any
 
 import flax
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
 from cl_research import data as datasets
+from cl_research import kernels as kernels_lib
 from cl_research import losses
 from cl_research import models
-from cl_research import onednn
-from cl_research import parallel
+from cl_research import optim
+from cl_research import sharding
 
-# Codes of `TrainState.diverged_what`: which quantity went non-finite first.
-DIVERGED_QUANTITIES = ('', 'loss', 'features', 'centers', 'params')
+CENTER_MODES = ('paper', 'gradient')
+GROUP_STRATEGIES = ('auto', 'vmap', 'map', 'unroll')
+# What went non-finite first; `TrainState.diverged_code` k > 0 names DIVERGED_QUANTITIES[k - 1].
+DIVERGED_QUANTITIES = ('loss', 'features', 'centers', 'params')
 
 
 @flax.struct.dataclass
@@ -35,49 +46,146 @@ class TrainState:
   step: jax.Array
   rng: jax.Array  # raw uint32 key data (checkpointable), for stochastic layers
   diverged_at: jax.Array  # 0 while finite; else the step whose update went non-finite
-  diverged_what: jax.Array  # index into DIVERGED_QUANTITIES
+  diverged_code: jax.Array  # 0 while finite; else 1 + index into DIVERGED_QUANTITIES
 
 
-def relative_schedule(opt_config, num_steps):
-  """The learning-rate multiplier over steps: optional linear warm-up, then x`lr_decay`
-  at each fraction in `lr_decay_at`. The peak rate itself is a traced hyperparameter."""
-  boundaries = {int(frac * num_steps): opt_config.lr_decay
-                for frac in opt_config.lr_decay_at if 0 < int(frac * num_steps) < num_steps}
-  schedule = optax.piecewise_constant_schedule(1.0, boundaries)
-  warmup_steps = int(opt_config.warmup_frac * num_steps)
-  if warmup_steps == 0:
-    return schedule
-  warmup = optax.linear_schedule(0.0, 1.0, warmup_steps)
-  return optax.join_schedules([warmup, schedule], [warmup_steps])
+def diverged_quantity(code):
+  """The name of a divergence code ('' for 0)."""
+  return DIVERGED_QUANTITIES[int(code) - 1] if int(code) else ''
 
 
-def make_optimizer(opt_config, num_steps):
-  """SGD(momentum) or Adam with coupled L2 (Caffe's weight_decay) and the schedule, at
-  unit learning rate: the step multiplies the update by the traced `learning_rate`."""
-  if opt_config.name == 'sgd':
-    base = optax.trace(opt_config.momentum) if opt_config.momentum else optax.identity()
-  elif opt_config.name == 'adam':
-    base = optax.scale_by_adam()
-  else:
-    raise ValueError(f'optimizer.name={opt_config.name!r} is not one of (sgd, adam)')
-  clip = (optax.clip_by_global_norm(opt_config.grad_clip_norm)
-          if opt_config.grad_clip_norm else optax.identity())
-  schedule = relative_schedule(opt_config, num_steps)
-  return optax.chain(clip, optax.add_decayed_weights(opt_config.weight_decay), base,
-                     optax.scale_by_schedule(lambda step: -schedule(step)))
+@dataclasses.dataclass(frozen=True)
+class StepSetup:
+  """The static parts of the train step."""
+  model: nn.Module
+  tx: optax.GradientTransformation
+  center_mode: str  # one of CENTER_MODES
+  center_tx: Any  # an optax.GradientTransformation in `gradient` mode, else None
+  unscale_lambda: bool  # `gradient` mode: divide the centers' gradient by lam
 
 
-def make_center_optimizer(centers_config):
-  """Optimizer for `gradient` mode; no weight decay on centers (as the paper)."""
-  if centers_config.optimizer == 'sgd':
-    return optax.sgd(centers_config.learning_rate, momentum=centers_config.momentum or None)
-  if centers_config.optimizer == 'adam':
-    return optax.adam(centers_config.learning_rate)
-  raise ValueError(f'centers.optimizer={centers_config.optimizer!r} is not one of (sgd, adam)')
+def make_setup(config, model):
+  gradient = config.centers.mode == 'gradient'
+  return StepSetup(model=model, tx=optim.make_optimizer(config.optimizer, config.num_steps),
+                   center_mode=config.centers.mode,
+                   center_tx=optim.make_center_optimizer(config.centers) if gradient else None,
+                   unscale_lambda=config.centers.unscale_lambda)
+
+
+def loss_and_grads(setup, state, batch, lam):
+  """The joint loss at `state` on `batch`: (grads of the params, grads of the centers or
+  None in `paper` mode, aux of `losses.joint_loss`, the batch's features)."""
+  images, labels = batch['image'], batch['label']
+
+  def loss_fn(params, centers):
+    features, logits = setup.model.apply({'params': params}, images)
+    loss, aux = losses.joint_loss(logits, features, labels, centers, lam)
+    return loss, (aux, features)
+
+  if setup.center_mode == 'paper':
+    grads, (aux, features) = jax.grad(loss_fn, has_aux=True)(state.params, state.centers)
+    return grads, None, aux, features
+  (grads, center_grads), (aux, features) = jax.grad(
+      loss_fn, argnums=(0, 1), has_aux=True)(state.params, state.centers)
+  return grads, center_grads, aux, features
+
+
+def update_centers(setup, state, features, labels, center_grads, hparams):
+  """(centers, center_opt_state) after one step. `paper`: ECCV16 Eq. 4 with alpha on the
+  features of this forward pass. `gradient`: the centers' optimizer on their gradient."""
+  if setup.center_mode == 'paper':
+    return (losses.center_update(state.centers, features, labels, hparams['alpha']),
+            state.center_opt_state)
+  if setup.unscale_lambda:
+    # KaiyangZhou's port: undo lam so the loss weight does not slow the centers.
+    lam = hparams['lam']
+    center_grads = center_grads / jnp.where(lam > 0, lam, 1.0)
+  updates, center_opt_state = setup.center_tx.update(center_grads, state.center_opt_state,
+                                                     state.centers)
+  return optax.apply_updates(state.centers, updates), center_opt_state
+
+
+def update_params(setup, state, grads, learning_rate):
+  """(params, opt_state) after one step of the network's optimizer at `learning_rate`."""
+  updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
+  updates = jax.tree.map(lambda u: learning_rate * u, updates)
+  return optax.apply_updates(state.params, updates), opt_state
 
 
 def _all_finite(tree):
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def divergence_code(loss, features, centers, params):
+  """0 if all are finite, else 1 + the index in DIVERGED_QUANTITIES of the first that is not."""
+  finite = [jnp.isfinite(loss), jnp.all(jnp.isfinite(features)), _all_finite(centers),
+            _all_finite(params)]
+  return jnp.select([~f for f in finite], list(range(1, len(finite) + 1)), 0).astype(jnp.int32)
+
+
+def guard_divergence(state, updated, code):
+  """`updated` (the state after a step) where the run is healthy; else `state` with its
+  step advanced and, the first time, the step and `code` of the divergence recorded: a
+  diverged run keeps its last finite values."""
+  healthy = (state.diverged_at == 0) & (code == 0)
+  diverges_now = (state.diverged_at == 0) & (code > 0)
+  keep_if_healthy = lambda new, old: jax.tree.map(lambda n, o: jnp.where(healthy, n, o),
+                                                  new, old)
+  return state.replace(
+      params=keep_if_healthy(updated.params, state.params),
+      opt_state=keep_if_healthy(updated.opt_state, state.opt_state),
+      centers=keep_if_healthy(updated.centers, state.centers),
+      center_opt_state=keep_if_healthy(updated.center_opt_state, state.center_opt_state),
+      step=state.step + 1,
+      diverged_at=jnp.where(diverges_now, state.step + 1, state.diverged_at),
+      diverged_code=jnp.where(diverges_now, code, state.diverged_code))
+
+
+def train_step(setup, state, batch, hparams):
+  """(setup, state, batch, hparams) -> (state, aux): one step of one run, pure."""
+  grads, center_grads, aux, features = loss_and_grads(setup, state, batch, hparams['lam'])
+  centers, center_opt_state = update_centers(setup, state, features, batch['label'],
+                                             center_grads, hparams)
+  params, opt_state = update_params(setup, state, grads, hparams['learning_rate'])
+  updated = state.replace(params=params, opt_state=opt_state, centers=centers,
+                          center_opt_state=center_opt_state)
+  code = divergence_code(aux['loss'], features, centers, params)
+  return guard_divergence(state, updated, code), aux
+
+
+def group_step(setup, strategy, states, batch, hparams):
+  """One step of every run of a group on the same batch. `vmap`: one batched step;
+  `map`: `lax.map`, a loop in the program; `unroll`: one copy of the step per member."""
+  step = functools.partial(train_step, setup)
+  if strategy == 'vmap':
+    return jax.vmap(step, in_axes=(0, None, 0))(states, batch, hparams)
+  if strategy == 'map':
+    return jax.lax.map(lambda sh: step(sh[0], batch, sh[1]), (states, hparams))
+  size = jax.tree.leaves(states)[0].shape[0]
+  outs = [step(member(states, i), batch, member(hparams, i)) for i in range(size)]
+  return stack([s for s, _ in outs]), stack([m for _, m in outs])
+
+
+def train_steps(setup, strategy, batch_size, augment_shift, mesh, num_steps, unroll,
+                states, hparams, images, labels, perms, first_epoch, start_step, augment_key):
+  """`num_steps` group steps in one program; the data never leaves the device. `perms`
+  holds the example order of epochs `first_epoch`, `first_epoch + 1`, ...;
+  `augment_key` with the step draws the random shifts (`data.augment_shift`).
+  Returns (states, aux with a leading step axis)."""
+  per_epoch = images.shape[0] // batch_size
+
+  def body(states, step):
+    idx = batch_of_epoch(perms[step // per_epoch - first_epoch], step, per_epoch, batch_size)
+    batch = {'image': images[idx], 'label': labels[idx]}
+    if augment_shift:
+      batch['image'] = datasets.random_shift(
+          batch['image'], jax.random.fold_in(augment_key, step), augment_shift)
+    return group_step(setup, strategy, states, sharding.shard_batch(batch, mesh), hparams)
+
+  if num_steps == 1:
+    states, step_aux = body(states, start_step)
+    return states, jax.tree.map(lambda x: x[None], step_aux)
+  return jax.lax.scan(body, states, start_step + jnp.arange(num_steps), unroll=unroll)
 
 
 def epoch_permutation(data_key, epoch, num_examples):
@@ -105,31 +213,24 @@ def data_key_of(seed):
 
 
 class Trainer:
-  """Holds the static parts (model, optimizers, mode) and the compiled functions.
+  """The compiled functions of one setup (model, optimizers, feature size, mesh).
 
-  Swept hyperparameters (`lam`, `alpha`, `learning_rate`) are traced arguments, so one
-  compilation serves every value, and a group of runs is the same step over a leading
-  model axis: `jax.vmap` (`group_strategy='vmap'`), a loop inside the compiled program
-  (`'map'`) or one copy of the step per member (`'unroll'`), sharded over the devices of
-  `mesh` (see `cl_research.parallel`).
+  `runtime` is a resolved `cl_research.runtime.Runtime`: kernels, group strategy and
+  steps per call. Groups train through `train_chunk`, sharded over `mesh`'s devices.
   """
 
-  def __init__(self, config, feature_size, num_classes, image_shape, mesh=None):
+  def __init__(self, config, feature_size, num_classes, image_shape, runtime, mesh=None):
     self.config = config
-    self.kernels, _ = onednn.resolve(config.model.kernels)
-    self.model = models.get_model(config.model, feature_size, num_classes, self.kernels)
-    self.tx = make_optimizer(config.optimizer, config.num_steps)
-    self.center_mode = config.centers.mode
-    self.center_tx = (make_center_optimizer(config.centers)
-                      if self.center_mode == 'gradient' else None)
+    self.runtime = runtime
+    model = models.get_model(config.model, feature_size, num_classes,
+                             kernels_lib.implementation(runtime.kernels))
+    self.setup = make_setup(config, model)
     self.feature_size = feature_size
     self.num_classes = num_classes
     self.image_shape = tuple(image_shape)
-    self.group_strategy = parallel.group_strategy(config.parallel.group_strategy)
     self.mesh = mesh
-    self.steps_per_call, self.unrolled = parallel.steps_per_call(config.parallel.steps_per_call)
-    self.train_step = jax.jit(self._train_step, donate_argnums=0)
-    self.apply = jax.jit(self._apply)
+    self.train_step = jax.jit(functools.partial(train_step, self.setup), donate_argnums=0)
+    self.apply = jax.jit(lambda params, images: model.apply({'params': params}, images))
     self._chunks = {}
 
   def init(self, seed):
@@ -137,15 +238,16 @@ class Trainer:
     (0: zeros, the Caffe layer's default; 0.05: a Keras `Embedding`'s default)."""
     init_rng, centers_rng, state_rng = jax.random.split(jax.random.key(seed), 3)
     dummy = jnp.zeros((1,) + self.image_shape, jnp.uint8)
-    params = self.model.init(init_rng, dummy)['params']
+    params = self.setup.model.init(init_rng, dummy)['params']
     scale = self.config.centers.init_scale
     centers = jax.random.uniform(centers_rng, (self.num_classes, self.feature_size),
                                  jnp.float32, -scale, scale)
+    center_tx = self.setup.center_tx
     return TrainState(
-        params=params, opt_state=self.tx.init(params), centers=centers,
-        center_opt_state=self.center_tx.init(centers) if self.center_tx else (),
+        params=params, opt_state=self.setup.tx.init(params), centers=centers,
+        center_opt_state=center_tx.init(centers) if center_tx else (),
         step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(state_rng),
-        diverged_at=jnp.zeros((), jnp.int32), diverged_what=jnp.zeros((), jnp.int32))
+        diverged_at=jnp.zeros((), jnp.int32), diverged_code=jnp.zeros((), jnp.int32))
 
   def init_group(self, seeds):
     """States of several runs stacked on a leading model axis."""
@@ -158,109 +260,22 @@ class Trainer:
     return {'lam': jnp.float32(lam), 'alpha': jnp.float32(alpha),
             'learning_rate': jnp.float32(learning_rate)}
 
-  def _apply(self, params, images):
-    return self.model.apply({'params': params}, images)
-
-  def _train_step(self, state, batch, hparams):
-    """(state, batch, hparams) -> (state, metrics).
-
-    Once the loss, the features, the centers or the params go non-finite, the state
-    stops changing (it keeps its last finite values) and records the step and quantity.
-    """
-    images, labels = batch['image'], batch['label']
-    lam = hparams['lam']
-
-    def loss_fn(params, centers):
-      features, logits = self._apply(params, images)
-      loss, aux = losses.joint_loss(logits, features, labels, centers, lam)
-      return loss, (aux, features)
-
-    if self.center_mode == 'paper':
-      grads, (aux, features) = jax.grad(loss_fn, has_aux=True)(state.params, state.centers)
-      centers = losses.center_update(state.centers, features, labels, hparams['alpha'])
-      center_opt_state = state.center_opt_state
-    else:
-      (grads, center_grads), (aux, features) = jax.grad(
-          loss_fn, argnums=(0, 1), has_aux=True)(state.params, state.centers)
-      if self.config.centers.unscale_lambda:
-        # KaiyangZhou's port: undo lam so the loss weight does not slow the centers.
-        center_grads = center_grads / jnp.where(lam > 0, lam, 1.0)
-      center_updates, center_opt_state = self.center_tx.update(
-          center_grads, state.center_opt_state, state.centers)
-      centers = optax.apply_updates(state.centers, center_updates)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    updates = jax.tree.map(lambda u: hparams['learning_rate'] * u, updates)
-    params = optax.apply_updates(state.params, updates)
-
-    what = jnp.select([~jnp.isfinite(aux['loss']), ~jnp.all(jnp.isfinite(features)),
-                       ~_all_finite(centers), ~_all_finite(params)],
-                      [1, 2, 3, 4], 0).astype(jnp.int32)
-    healthy = (state.diverged_at == 0) & (what == 0)
-    keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(healthy, n, o), new, old)
-    newly = (state.diverged_at == 0) & (what > 0)
-    new_state = state.replace(
-        params=keep(params, state.params), opt_state=keep(opt_state, state.opt_state),
-        centers=keep(centers, state.centers),
-        center_opt_state=keep(center_opt_state, state.center_opt_state),
-        step=state.step + 1,
-        diverged_at=jnp.where(newly, state.step + 1, state.diverged_at),
-        diverged_what=jnp.where(newly, what, state.diverged_what))
-    return new_state, aux
-
-  def _group_step(self, states, batch, hparams):
-    """One step of every run of a group on the same batch."""
-    if self.group_strategy == 'vmap':
-      return jax.vmap(self._train_step, in_axes=(0, None, 0))(states, batch, hparams)
-    if self.group_strategy == 'map':
-      return jax.lax.map(lambda sh: self._train_step(sh[0], batch, sh[1]), (states, hparams))
-    size = jax.tree.leaves(states)[0].shape[0]  # 'unroll': one copy of the step per member
-    outs = [self._train_step(member(states, i), batch, member(hparams, i)) for i in range(size)]
-    return stack([s for s, _ in outs]), stack([m for _, m in outs])
-
-  def _chunk(self, states, hparams, images, labels, perms, first_epoch, start_step,
-             augment_key, num_steps, unroll):
-    """`num_steps` group steps in one compiled program; the data never leaves the device.
-    `perms` holds the example order of epochs `first_epoch`, `first_epoch + 1`, ...;
-    `augment_key` with the step draws the random shifts (`data.augment_shift`)."""
-    batch_size = self.config.batch_size
-    per_epoch = images.shape[0] // batch_size
-
-    def body(states, step):
-      idx = batch_of_epoch(perms[step // per_epoch - first_epoch], step, per_epoch,
-                           batch_size)
-      batch = {'image': images[idx], 'label': labels[idx]}
-      if self.config.data.augment_shift:
-        batch['image'] = datasets.random_shift(
-            batch['image'], jax.random.fold_in(augment_key, step), self.config.data.augment_shift)
-      if self.mesh is not None and 'batch' in self.mesh.axis_names:
-        batch = jax.lax.with_sharding_constraint(
-            batch, jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec('batch')))
-      return self._group_step(states, batch, hparams)
-
-    if num_steps == 1:
-      states, step_metrics = body(states, start_step)
-      return states, jax.tree.map(lambda x: x[None], step_metrics)
-    return jax.lax.scan(body, states, start_step + jnp.arange(num_steps), unroll=unroll)
-
   def _compiled_chunk(self, num_steps):
     if num_steps not in self._chunks:
-      fn = functools.partial(self._chunk, num_steps=num_steps,
-                             unroll=True if self.unrolled else 1)
+      fn = functools.partial(
+          train_steps, self.setup, self.runtime.group_strategy, self.config.batch_size,
+          self.config.data.augment_shift, self.mesh, num_steps,
+          True if self.runtime.unroll_steps else 1)
       if self.mesh is not None and 'model' in self.mesh.axis_names:
-        fn = parallel.shard_models(fn, self.mesh)
+        fn = sharding.shard_models(fn, self.mesh)
       self._chunks[num_steps] = jax.jit(fn, donate_argnums=0)
     return self._chunks[num_steps]
 
   def train_chunk(self, states, hparams, data, start_step, num_steps):
-    """Advances a group `num_steps` steps from `start_step`; returns (states, metrics)
-    with metrics of shape (num_steps, M). `data` is a `DeviceData` (`device_data`).
-
-    Steps run `steps_per_call` at a time, each call one compiled program (a `lax.scan`).
-    On CPU the default is one step per call: XLA:CPU (jaxlib 0.10.2) ran convolution
-    gradients inside a scan's loop ~10x slower, and unrolled multi-step programs 15% to
-    7x slower per step, than one step per program (README, "Speed and scale").
-    """
-    per_call = self.steps_per_call or num_steps
+    """Advances a group `num_steps` steps from `start_step`; returns (states, aux) with
+    aux of shape (num_steps, M). `data` is a `DeviceData`. Steps run
+    `runtime.steps_per_call` at a time (0: all), each call one compiled program."""
+    per_call = self.runtime.steps_per_call or num_steps
     pieces = [per_call] * (num_steps // per_call) + [num_steps % per_call] * bool(
         num_steps % per_call)
     outs, done = [], 0
@@ -270,17 +285,12 @@ class Trainer:
       # every epoch this call can touch (a fixed count, so one compilation per k)
       perms = jnp.stack([data.permutation(first_epoch + e)
                          for e in range(1 if k == 1 else k // data.steps_per_epoch + 2)])
-      states, chunk_metrics = self._compiled_chunk(k)(
+      states, chunk_aux = self._compiled_chunk(k)(
           states, hparams, data.images, data.labels, perms, jnp.int32(first_epoch),
           jnp.int32(step), data.augment_key)
-      outs.append(chunk_metrics)
+      outs.append(chunk_aux)
       done += k
     return states, jax.tree.map(lambda *xs: jnp.concatenate(xs), *outs)
-
-  def device_data(self, images, labels, seed):
-    """The training split on the device(s), with the data order of `seed`."""
-    images, labels = parallel.replicate((jnp.asarray(images), jnp.asarray(labels)), self.mesh)
-    return DeviceData(images, labels, data_key_of(seed), self.config.batch_size, self.mesh)
 
   def features_and_logits(self, params, images, batch_size=1000):
     """Runs the model over a whole split in fixed-size batches (one compilation)."""
@@ -298,10 +308,12 @@ class DeviceData:
   """A training split on the device(s) and its epoch orders (`epoch_permutation`),
   drawn on the device once per epoch, not once per step."""
 
-  def __init__(self, images, labels, data_key, batch_size, mesh=None):
-    self.images, self.labels, self.data_key, self.mesh = images, labels, data_key, mesh
-    self.augment_key = parallel.replicate(jax.random.fold_in(data_key, 0xa06), mesh)
-    self.steps_per_epoch = images.shape[0] // batch_size
+  def __init__(self, images, labels, seed, batch_size, mesh=None):
+    self.images, self.labels = sharding.replicate((jnp.asarray(images), jnp.asarray(labels)),
+                                                  mesh)
+    self.data_key, self.mesh = data_key_of(seed), mesh
+    self.augment_key = sharding.replicate(jax.random.fold_in(self.data_key, 0xa06), mesh)
+    self.steps_per_epoch = self.images.shape[0] // batch_size
     self._permute = jax.jit(epoch_permutation, static_argnums=2)
     self._cache = {}
 
@@ -310,7 +322,7 @@ class DeviceData:
       if len(self._cache) > 8:
         self._cache.pop(min(self._cache))
       perm = self._permute(self.data_key, epoch, self.images.shape[0])
-      self._cache[epoch] = parallel.replicate(perm, self.mesh)
+      self._cache[epoch] = sharding.replicate(perm, self.mesh)
     return self._cache[epoch]
 
 

@@ -1,15 +1,18 @@
 """python -m cl_research.run --config fig2
 
   python -m cl_research.run --config fig2:fashion_mnist
-  python -m cl_research.run --config fig2:cpu            # 2-core CPU budget, ~1 minute
+  python -m cl_research.run --config fig2:cpu            # the 2-core CPU budget
   python -m cl_research.run --config fig2:fashion_mnist,smoke   # seconds, for tests
 
 ECCV16 Fig. 2: softmax loss only, LeNets++ with 2-D features, (a) train and (b) test
 features; writes `fig2.png`. Default: the paper's net and the Caffe solver on a 50K/10K
-split (about 50 min on 2 CPU cores with the oneDNN kernels; GPU not measured).
+split.
 """
 
 from cl_research import configs
+
+SUMMARY = 'ECCV16 Fig. 2, softmax-only 2-D features: ~50 min on CPU, :cpu under 1 min'
+ARGS = configs.FIGURE_ARGS
 
 
 def get_config(arg=None):

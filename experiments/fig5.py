@@ -1,7 +1,7 @@
 """python -m cl_research.run --config fig5
 
   python -m cl_research.run --config fig5:fashion_mnist
-  python -m cl_research.run --config fig5:cpu            # 2-core CPU budget, ~10 minutes
+  python -m cl_research.run --config fig5:cpu            # the 2-core CPU budget
   python -m cl_research.run --config fig5:fashion_mnist,smoke   # seconds, for tests
 
 ECCV16 Fig. 5 with the LFW protocol on the test split (6,000 pairs, cosine similarity,
@@ -9,12 +9,14 @@ ECCV16 Fig. 5 with the LFW protocol on the test split (6,000 pairs, cosine simil
 alpha 0.5, (b) vs alpha over 12 points at lambda 0.003; writes `fig5.png`. 23 runs (one
 is shared). The paper used face features of 512 dims; here the LeNets++ feature is 2-D
 as in its Fig. 2/3 (set `--config.sweep.feature_size='(D,)'` and the same for
-`sweep_extra` to change it). Default: the paper's net and Caffe solver, about 19 h on 2
-CPU cores (23 runs of about 50 min); GPU not measured.
+`sweep_extra` to change it). Default: the paper's net and Caffe solver.
 """
 
 from cl_research import configs
 from cl_research import figures
+
+SUMMARY = 'ECCV16 Fig. 5, 23 runs over lambda and alpha: ~19 h on CPU, :cpu ~8 min'
+ARGS = configs.FIGURE_ARGS
 
 
 def get_config(arg=None):

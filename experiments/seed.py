@@ -4,24 +4,26 @@
 
 The Keras snippet this project grew from, reproduced: small CNN, Adam-learned centers.
 
-Model: one 2x2 conv with 10 filters (ReLU), 2x2 max-pool, a 32-unit ReLU feature layer,
-softmax classifier. Centers are a learned table (Keras `Embedding`) updated through the
-gradient by Adam, like the network. The snippet's loss weights 1 : 0.2 on a per-sample
-`sum (x - c)^2` equal lambda = 0.4 in this project's convention (see
-cl_research/losses.py). The snippet's conv activation is not recorded; ReLU is assumed.
+Model: `Conv2D(10, (2, 2))` with no activation (Keras' default is linear), 2x2
+max-pool, a 32-unit ReLU feature layer, softmax classifier. Centers are a learned table
+(Keras `Embedding`) updated through the gradient by Adam, like the network. The
+snippet's loss weights 1 : 0.2 on a per-sample `sum (x - c)^2` equal lambda = 0.4 in
+this project's convention (cl_research/losses.py).
 
-Measured here (bundled digits, 300 steps): lambda 0.4 collapses the ReLU features
-(softmax loss stuck near 2.2, test accuracy 0.20) while lambda 0 reaches 0.93, with
-centers started at zero or at Keras' +-0.05: the trivial solution of center loss with a
-ReLU feature layer and centers learned by the same optimizer. A sweep over
-`sweep.lam` and `centers.*` is the way to study it.
+What it shows: center loss's trivial solution. With a ReLU feature layer and centers
+learned by the same optimizer, lambda 0.4 drives every feature and center to zero
+(softmax loss stays at ln 10, test accuracy at chance), while lambda 0 learns the digits
+(`--config.sweep.lam='(0.0, 0.4)'` on full MNIST: test accuracy 0.114 against 0.966).
 """
 
 from cl_research import configs
 
+SUMMARY = 'the Keras snippet this project grew from: small CNN, Adam-learned centers: ~1 min'
+ARGS = {'smoke': 'seconds (tests)'}
+
 
 def get_config(arg=None):
-  tokens = configs.parse_arg(arg, {'smoke'})
+  tokens = configs.parse_arg(arg, ARGS)
   config = configs.base_config()
   config.model.name = 'seed_cnn'
   config.sweep.lam = (0.4,)

@@ -8,6 +8,10 @@ import pytest
 
 from cl_research import configs
 from cl_research import data
+from cl_research import runtime
+from cl_research import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config(**overrides):
@@ -21,6 +25,18 @@ def tiny_config(**overrides):
       node = node[p]
     node[leaf] = value
   return config
+
+
+def make_trainer(config, feature_size=2, mesh=None, image_shape=(28, 28, 1)):
+  """A Trainer of `config` with this machine's resolved runtime."""
+  return train.Trainer(config, feature_size, 10, image_shape, runtime.resolve(config),
+                       mesh=mesh)
+
+
+def device_data(trainer, dataset, seed):
+  """`dataset`'s training split on the trainer's devices, in the order of `seed`."""
+  return train.DeviceData(dataset.train_images, dataset.train_labels, seed,
+                          trainer.config.batch_size, trainer.mesh)
 
 
 def synthetic_dataset(num_train=256, num_test=128, seed=0):

@@ -9,11 +9,13 @@ import sys
 import numpy as np
 import pytest
 
+from cl_research import configs
 from cl_research import data
+from cl_research import experiment
 from cl_research import outputs
 from cl_research import run
+from tests.conftest import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_sweep_smoke_end_to_end_through_the_cli(tmp_path):
@@ -36,7 +38,7 @@ def test_sweep_smoke_end_to_end_through_the_cli(tmp_path):
       (lam, d) for lam in (0.0, 0.001, 0.01, 0.1, 1.0) for d in (2, 3)}
   for row in rows:
     assert 0.0 <= float(row['test_accuracy']) <= 1.0
-    assert row['data_source'] == 'bundled'
+    assert row['data_source'] == 'bundled' and os.sep not in row['data_detail']
     run_dir = workdir / 'runs' / row['name']
     for name in ('metrics.jsonl', 'result.json', 'features.npz', 'scatter.png'):
       assert (run_dir / name).stat().st_size > 0, (row['name'], name)
@@ -106,10 +108,46 @@ def test_config_by_path_with_argument_and_default_workdir():
   assert workdir == os.path.join('runs', 'sweep_smoke')
 
 
-@pytest.mark.parametrize('name', ['default', 'sweep', 'seed'])
-def test_every_experiment_config_validates_and_names_its_command(name):
+@pytest.mark.parametrize('name', run.available_experiments())
+def test_every_experiment_validates_names_its_command_and_says_what_it_costs(name):
   config, _, _ = run.parse(['x', '--config', name])
-  from cl_research import configs  # pylint: disable=import-outside-toplevel
   configs.validate(config)
-  doc = open(os.path.join(REPO, 'experiments', f'{name}.py')).read().split('"""')[1]
-  assert doc.splitlines()[0] == f'python -m cl_research.run --config {name}'
+  module = run.load_module(run.find_experiment(name))
+  assert module.__doc__.splitlines()[0] == f'python -m cl_research.run --config {name}'
+  assert module.SUMMARY and 'smoke' in module.ARGS
+  for arg in module.ARGS:
+    configs.validate(run.parse(['x', '--config', f'{name}:{arg}'])[0])
+  with pytest.raises(configs.ConfigError, match="unknown config argument 'nope'"):
+    module.get_config('nope')
+
+
+@pytest.mark.parametrize('argv', [[], ['--help'], ['-h'], ['--config', 'sweep', '--help']])
+def test_help_and_no_arguments_print_the_usage(argv, capsys):
+  assert run.main(['cl_research.run', *argv]) == 0
+  out, err = capsys.readouterr()
+  assert 'error' not in err and out.startswith('usage: python -m cl_research.run')
+  for name in run.available_experiments():
+    module = run.load_module(run.find_experiment(name))
+    assert f'  {name}' in out and module.SUMMARY in out
+  for text in (':smoke', ':full', '--workdir', '--new_workdir', '--config.sweep.lam'):
+    assert text in out
+
+
+@pytest.mark.parametrize('override, message', [
+    ('--config.nonexistent=3', "unknown config field 'nonexistent': the config has"),
+    ('--config.optimizer.lr=0.1', "did you mean 'optimizer.learning_rate'?"),
+    ('--config.sweep.lamda=(1,)', "did you mean 'sweep.lam'?"),
+])
+def test_an_unknown_field_names_the_valid_fields_and_the_closest(override, message, capsys):
+  assert run.main(['cl_research.run', '--config', 'sweep:smoke', override]) == 2
+  err = capsys.readouterr().err.strip().splitlines()[-1]
+  assert err.startswith('error: ') and message in err, err
+  if 'optimizer' in override:
+    assert 'learning_rate, lr_decay, lr_decay_at, momentum' in err
+
+
+def test_the_progress_bar_says_what_trains():
+  points = [{'lam': 0.1, 'feature_size': 3}]
+  assert experiment.progress_label(points, 2, 5, [0]) == 'lam=0.1 d=3, run 3 of 5, core 0'
+  group = [{'lam': 0.0, 'feature_size': 2}, {'lam': 1.0, 'feature_size': 2}]
+  assert experiment.progress_label(group, 0, 4, None) == 'lam=0,1 d=2, runs 1-2 of 4'

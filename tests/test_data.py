@@ -6,6 +6,7 @@ import jax
 import numpy as np
 import pytest
 
+from cl_research import configs
 from cl_research import data
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
@@ -99,8 +100,8 @@ def test_random_shift_moves_each_image_by_at_most_the_bound_and_fills_with_zeros
     ({'data.source': 'web'}, "data.source='web' is not one of"),
 ])
 def test_bad_data_config_is_one_clear_error(overrides, message):
-  with pytest.raises(data.DataError, match=message):
-    data.resolve_source(tiny_config(**overrides).data)
+  with pytest.raises(configs.ConfigError, match=message):
+    configs.validate(tiny_config(**overrides))
 
 
 def test_fashion_mnist_without_files_or_network_is_an_error(monkeypatch, tmp_path):

@@ -95,6 +95,7 @@ def test_auto_source_uses_fetched_uncompressed_mnist(tmp_path, monkeypatch, idx_
   config = tiny_config(**{'data.source': 'auto', 'data.data_dir': str(tmp_path / 'tfds'),
                           'data.num_train': 0, 'data.num_test': 0})
   ds = data.load(config.data)
-  assert ds.source == 'tfds' and str(home / 'mnist') in ds.detail
+  assert ds.source == 'tfds' and ds.location == str(home / 'mnist')
+  assert 'cl_research.fetch' in ds.detail and os.sep not in ds.detail
   assert ds.train_images.shape == (60, 28, 28, 1) and ds.test_images.shape == (20, 28, 28, 1)
   assert np.bincount(ds.train_labels, minlength=10).tolist() == [6] * 10

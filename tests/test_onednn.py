@@ -1,5 +1,5 @@
-"""oneDNN's convolution and PReLU (cl_research/onednn.py) and the strided max-pool against
-XLA's."""
+"""oneDNN's convolution and PReLU (cl_research/kernels/onednn.py) and the strided max-pool
+against XLA's."""
 
 import json
 import os
@@ -13,8 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cl_research import kernels
 from cl_research import models
-from cl_research import onednn
+from cl_research.kernels import onednn
 
 DN = ('NHWC', 'HWIO', 'NHWC')
 # The oneDNN wheels are declared for x86-64 Linux only; there the kernel must build.
@@ -28,7 +29,7 @@ def _random(shape, seed):
 
 @needs_onednn
 def test_onednn_builds_here():
-  assert onednn.resolve('auto') == ('onednn', 'oneDNN on CPU')
+  assert kernels.resolve('auto', 'cpu') == ('onednn', 'oneDNN on CPU')
 
 
 @needs_onednn
@@ -79,13 +80,13 @@ def test_vmapped_members_equal_solo():
 @needs_onednn
 def test_lenets_onednn_equals_xla():
   images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (6, 28, 28, 1)), jnp.uint8)
-  ref = models.LeNetsPP(channels=(4, 8, 8), feature_prelu=True, kernels='xla')
+  ref = models.LeNetsPP(channels=(4, 8, 8), feature_prelu=True, kernels=kernels.XLA)
   params = ref.init(jax.random.key(0), images)
 
   def grads(model):
     return jax.grad(lambda p: jnp.sum(model.apply(p, images)[1] ** 2))(params)
   want = grads(ref)
-  got = grads(models.LeNetsPP(channels=(4, 8, 8), feature_prelu=True, kernels='onednn'))
+  got = grads(models.LeNetsPP(channels=(4, 8, 8), feature_prelu=True, kernels=onednn.KERNELS))
   for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
     np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * float(jnp.abs(w).max()))
 
@@ -98,10 +99,10 @@ def test_onednn_prelu_matches_xla_value_and_gradients(shape):
 
   def loss(fn):
     return lambda x, s: jnp.sum(fn(x, s) * cotangent)
-  np.testing.assert_allclose(jax.jit(onednn.onednn_prelu)(x, slope), onednn.xla_prelu(x, slope),
+  np.testing.assert_allclose(jax.jit(onednn.onednn_prelu)(x, slope), kernels.xla_prelu(x, slope),
                              rtol=1e-6)
   got = jax.jit(jax.grad(loss(onednn.onednn_prelu), (0, 1)))(x, slope)
-  for g, w in zip(got, jax.grad(loss(onednn.xla_prelu), (0, 1))(x, slope)):
+  for g, w in zip(got, jax.grad(loss(kernels.xla_prelu), (0, 1))(x, slope)):
     np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
 
@@ -128,8 +129,8 @@ def test_unavailable_onednn_is_a_one_line_error_and_auto_falls_back_on_record(tm
   assert not workdir.exists()
   if ONEDNN_PLATFORM:
     assert "no C++ compiler 'no-such-compiler'" in errors[0]
-  auto = subprocess.run([sys.executable, '-c', 'import json; from cl_research import onednn; '
-                         "print(json.dumps(onednn.resolve('auto')))"],
+  auto = subprocess.run([sys.executable, '-c', 'import json; from cl_research import kernels; '
+                         "print(json.dumps(kernels.resolve('auto', 'cpu')))"],
                         capture_output=True, text=True, env=env, check=True)
   impl, why = json.loads(auto.stdout.splitlines()[-1])
   assert impl == 'xla' and why.startswith('oneDNN unavailable:'), why

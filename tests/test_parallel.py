@@ -12,22 +12,25 @@ import jax
 import numpy as np
 import pytest
 
-from cl_research import parallel
+from cl_research import local_processes
+from cl_research import runtime
 from cl_research import train
+from tests.conftest import REPO as ROOT
+from tests.conftest import device_data
+from tests.conftest import make_trainer
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
 
 DATA = synthetic_dataset(num_train=128)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POINTS = [(0.0, 0.5, 0.05), (0.1, 0.3, 0.02), (1.0, 1.0, 0.05)]  # lam, alpha, learning rate
 
 
 def train_group(strategy, points, steps=8, **overrides):
   config = tiny_config(**{'parallel.group_strategy': strategy}, **overrides)
-  trainer = train.Trainer(config, 2, 10, DATA.image_shape)
+  trainer = make_trainer(config)
   states = trainer.init_group([0] * len(points))
   hparams = train.stack([trainer.hparams(*p) for p in points])
-  data = trainer.device_data(DATA.train_images, DATA.train_labels, 0)
+  data = device_data(trainer, DATA, 0)
   return jax.device_get(trainer.train_chunk(states, hparams, data, 0, steps))
 
 
@@ -54,10 +57,10 @@ def test_chunks_resume_exactly_where_they_stopped(shift):
     plain, _ = train_group('unroll', POINTS[:1], steps=8)
     assert not np.allclose(whole.centers, plain.centers)
   config = tiny_config(**overrides)
-  trainer = train.Trainer(config, 2, 10, DATA.image_shape)
+  trainer = make_trainer(config)
   states = trainer.init_group([0])
   hparams = train.stack([trainer.hparams(*POINTS[0])])
-  data = trainer.device_data(DATA.train_images, DATA.train_labels, 0)
+  data = device_data(trainer, DATA, 0)
   states, _ = trainer.train_chunk(states, hparams, data, 0, 3)
   states, _ = trainer.train_chunk(states, hparams, data, 3, 5)
   for a, b in zip(jax.tree.leaves(jax.device_get(states)), jax.tree.leaves(whole)):
@@ -127,37 +130,40 @@ def test_two_processes_give_the_sweep_of_one(tmp_path):
   assert (tmp_path / 'two' / 'grid.png').exists()
   meta = [json.loads((tmp_path / 'local' / 'runs' / n / 'result.json').read_text())
           ['metadata'] for n in local]
-  assert {m['local_processes'] for m in meta} == {2}
+  assert {m['runtime']['local_processes'] for m in meta} == {2}
   assert {m['local_process']['index'] for m in meta} == {0, 1}
   assert {tuple(m['local_process']['cores']) for m in meta} == {
-      tuple(c) for c in parallel.core_sets(2)}
+      tuple(c) for c in local_processes.core_sets(2)}
   assert (tmp_path / 'local' / 'grid.png').exists()
 
 
 def test_core_sets_split_the_cores_without_overlap(monkeypatch):
-  monkeypatch.setattr(parallel, 'available_cores', lambda: [0, 1, 2, 3, 4, 5])
-  assert parallel.core_sets(1) == [[0, 1, 2, 3, 4, 5]]
-  assert parallel.core_sets(4) == [[0, 1], [2, 3], [4], [5]]
-  assert parallel.core_sets(8) == [[0], [1], [2], [3], [4], [5], [0], [1]]
-  assert parallel.local_processes(3, num_groups=10) == 3
-  assert parallel.local_processes(3, num_groups=2) == 2
-  assert parallel.local_processes(0, num_groups=10) == 6  # auto on CPU: one per core
-  assert parallel.local_processes(0, num_groups=0) == 1
+  monkeypatch.setattr(local_processes, 'available_cores', lambda: [0, 1, 2, 3, 4, 5])
+  assert local_processes.core_sets(1) == [[0, 1, 2, 3, 4, 5]]
+  assert local_processes.core_sets(4) == [[0, 1], [2, 3], [4], [5]]
+  assert local_processes.core_sets(8) == [[0], [1], [2], [3], [4], [5], [0], [1]]
+  def processes(value, num_groups):
+    config = tiny_config(**{'parallel.local_processes': value, 'model.kernels': 'xla'})
+    return runtime.resolve(config).for_groups(num_groups).local_processes
+  assert processes(3, num_groups=10) == 3
+  assert processes(3, num_groups=2) == 2
+  assert processes(0, num_groups=10) == 6  # auto on CPU: one per core
+  assert processes(0, num_groups=0) == 1
 
 
 def test_local_processes_are_pinned_to_their_cores(tmp_path):
   count = 3
-  parallel.run_local_processes('tests.scripts.local_entries:record_cores', str(tmp_path),
+  local_processes.run('tests.scripts.local_entries:record_cores', str(tmp_path),
                                count)
-  for i, cores in enumerate(parallel.core_sets(count)):
+  for i, cores in enumerate(local_processes.core_sets(count)):
     seen = json.loads((tmp_path / f'{i}.json').read_text())
     assert seen == {'cores': cores, 'affinity': cores, 'omp_threads': str(len(cores))}
 
 
 def test_a_failed_local_process_stops_the_others(tmp_path, monkeypatch):
   monkeypatch.setattr(tempfile, 'tempdir', str(tmp_path))
-  with pytest.raises(parallel.LocalProcessError, match='process 1 of 2 failed .exit code 3.'):
-    parallel.run_local_processes('tests.scripts.local_entries:second_fails', None, 2)
+  with pytest.raises(local_processes.LocalProcessError, match='process 1 of 2 failed .exit code 3.'):
+    local_processes.run('tests.scripts.local_entries:second_fails', None, 2)
   assert not (tmp_path / 'survived').exists()
   assert not list(tmp_path.iterdir())  # the payload's folder is gone
 
@@ -166,8 +172,8 @@ def test_batches_follow_the_reference_order_whatever_the_steps_per_call():
   """One step per program and 5-step scans cross epoch boundaries alike (4 steps per
   epoch here) and see the batches `batch_indices_at` defines."""
   config = tiny_config()
-  trainer = train.Trainer(config, 2, 10, DATA.image_shape)
-  data = trainer.device_data(DATA.train_images, DATA.train_labels, 3)
+  trainer = make_trainer(config)
+  data = device_data(trainer, DATA, 3)
   for step in (0, 3, 4, 9):
     perm = data.permutation(step // data.steps_per_epoch)
     expected = train.batch_indices_at(train.data_key_of(3), step, 128, config.batch_size)
@@ -176,8 +182,8 @@ def test_batches_follow_the_reference_order_whatever_the_steps_per_call():
   results = []
   for per_call in (1, 5):
     config.parallel.steps_per_call = per_call
-    trainer = train.Trainer(config, 2, 10, DATA.image_shape)
-    data = trainer.device_data(DATA.train_images, DATA.train_labels, 3)
+    trainer = make_trainer(config)
+    data = device_data(trainer, DATA, 3)
     states = trainer.init_group([0])
     hparams = train.stack([trainer.hparams(*POINTS[1])])
     results.append(jax.device_get(trainer.train_chunk(states, hparams, data, 0, 11)))

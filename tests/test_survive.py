@@ -16,11 +16,11 @@ from cl_research import experiment
 from cl_research import files
 from cl_research import outputs
 from cl_research import run
+from tests.conftest import REPO as ROOT
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
 from tests.conftest import write_idx
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METRICS = outputs.RESULT_METRICS + ('final_loss',)
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from cl_research import losses
 from cl_research import train
+from tests.conftest import make_trainer as trainer_of
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
 
@@ -15,7 +16,7 @@ BATCH = {'image': jnp.asarray(DATA.train_images[:32]), 'label': jnp.asarray(DATA
 
 
 def make_trainer(**overrides):
-  return train.Trainer(tiny_config(**overrides), 2, 10, DATA.image_shape)
+  return trainer_of(tiny_config(**overrides))
 
 
 @pytest.mark.parametrize('mode', ['paper', 'gradient'])

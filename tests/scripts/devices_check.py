@@ -7,8 +7,10 @@ import json
 import jax
 import numpy as np
 
-from cl_research import parallel
+from cl_research import sharding
 from cl_research import train
+from tests.conftest import device_data
+from tests.conftest import make_trainer
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
 
@@ -18,11 +20,11 @@ DATA = synthetic_dataset(num_train=128)
 def run(num_devices, lams, strategy, steps=6):
   config = tiny_config(**{'parallel.num_devices': num_devices, 'parallel.group_strategy':
                           strategy, 'optimizer.learning_rate': 0.05})
-  mesh = parallel.mesh_for(len(lams), config.batch_size, config.parallel)
-  trainer = train.Trainer(config, 2, 10, DATA.image_shape, mesh=mesh)
+  mesh = sharding.mesh_for(len(lams), config.batch_size, config.parallel)
+  trainer = make_trainer(config, mesh=mesh)
   states = trainer.init_group([0] * len(lams))
   hparams = train.stack([trainer.hparams(lam, 0.5) for lam in lams])
-  data = trainer.device_data(DATA.train_images, DATA.train_labels, 0)
+  data = device_data(trainer, DATA, 0)
   states, metrics = trainer.train_chunk(states, hparams, data, 0, steps)
   return (None if mesh is None else dict(mesh.shape)), jax.device_get((states, metrics))
 

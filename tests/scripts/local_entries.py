@@ -1,4 +1,4 @@
-"""Entries for `parallel.run_local_processes` in tests."""
+"""Entries for `local_processes.run` in tests."""
 
 import json
 import os
@@ -17,8 +17,8 @@ def second_fails(payload_path, index, cores):
 
 def record_cores(payload_path, index, cores):
   """Writes the cores this process was given and the ones it runs on."""
-  from cl_research import parallel  # pylint: disable=import-outside-toplevel
-  out_dir = parallel.read_payload(payload_path)
+  from cl_research import local_processes  # pylint: disable=import-outside-toplevel
+  out_dir = local_processes.read_payload(payload_path)
   with open(os.path.join(out_dir, f'{index}.json'), 'w') as f:
     json.dump({'cores': cores, 'affinity': sorted(os.sched_getaffinity(0)),
                'omp_threads': os.environ['OMP_NUM_THREADS']}, f)

@@ -1,17 +1,14 @@
-"""The models' convolution and PReLU on CPU through oneDNN, as XLA FFI calls.
+"""LeNets++'s convolution and PReLU on CPU through oneDNN, as XLA FFI calls.
 
 Why not XLA's: XLA:CPU runs LeNets++'s 5x5 convolutions on one core, at about 3/4 of
-oneDNN's per-core speed (`benchmarks/conv_layers.py`), and PReLU's backward on one core,
-which made a training step about 2x slower than PyTorch's (PyTorch uses oneDNN). No JAX or
-XLA flag switches oneDNN on for these in the pip jaxlib, so the project calls it itself:
-`csrc/onednn_kernels.cc` holds the FFI handlers, which this module compiles on first use
-with the system's C++ compiler against the `onednn-cpu-gomp` and `onednn-devel-cpu-gomp`
-wheels, caches, and wraps in `jax.custom_vjp`s. Results equal XLA's to float32 rounding
-(tests/test_onednn.py).
+oneDNN's per-core speed, and PReLU's backward on one core, so a training step was about
+2x slower than PyTorch's (PyTorch uses oneDNN); no flag of the pip jaxlib changes that
+(docs/performance.md). `csrc/onednn_kernels.cc` holds the FFI handlers, which this
+module compiles on first use with the system's C++ compiler against the
+`onednn-cpu-gomp` and `onednn-devel-cpu-gomp` wheels, caches, and wraps in
+`jax.custom_vjp`s. Results equal XLA's to float32 rounding (tests/test_onednn.py).
 
-`model.kernels`: `xla`; `onednn` (an error when it cannot be had); `auto` = oneDNN on a
-CPU backend when it builds, else XLA, with the reason logged and written to each run's
-result. GPU and TPU always use XLA.
+Imported only through the seam, `cl_research.kernels`.
 """
 
 import ctypes
@@ -29,10 +26,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from cl_research import files
+from cl_research.kernels import Kernels
+from cl_research.kernels import Unavailable
 
 log = logging.getLogger(__name__)
 
-IMPLS = ('auto', 'xla', 'onednn')
 SOURCE = pathlib.Path(__file__).parent / 'csrc' / 'onednn_kernels.cc'
 CONV_FORWARD, CONV_BACKWARD_DATA, CONV_BACKWARD_WEIGHTS = (
     'ClConvForward', 'ClConvBackwardData', 'ClConvBackwardWeights')
@@ -40,10 +38,6 @@ PRELU_FORWARD, PRELU_BACKWARD = 'ClPreluForward', 'ClPreluBackward'
 TARGETS = (CONV_FORWARD, CONV_BACKWARD_DATA, CONV_BACKWARD_WEIGHTS, PRELU_FORWARD,
            PRELU_BACKWARD)
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
-
-
-class Unavailable(RuntimeError):
-  """oneDNN's kernels cannot be had here; the message says why and what would fix it."""
 
 
 def _wheel_file(dist, parts):
@@ -91,7 +85,7 @@ def _build():
 
 
 @functools.cache
-def _register():
+def register():
   """Builds and registers the FFI targets once per process; the reason it cannot, or ''."""
   try:
     lib = ctypes.cdll.LoadLibrary(str(_build()))
@@ -102,33 +96,8 @@ def _register():
   return ''
 
 
-@functools.cache
-def resolve(name):
-  """(`xla` or `onednn`, why): the implementation `model.kernels = name` gets here.
-
-  Raises Unavailable for an explicit `onednn` that cannot be had. Cached: config
-  validation, each Trainer and the run metadata ask, the fallback warning is logged once.
-  """
-  if name == 'xla':
-    return 'xla', 'model.kernels=xla'
-  backend = jax.default_backend()
-  if backend != 'cpu':
-    if name == 'onednn':
-      raise Unavailable(f"model.kernels='onednn' runs on CPU only, the backend is {backend!r} "
-                        "(use 'auto' or 'xla')")
-    return 'xla', f'XLA on {backend}'
-  reason = _register()
-  if reason:
-    if name == 'onednn':
-      raise Unavailable(f"model.kernels='onednn': {reason}")
-    log.warning("oneDNN kernels unavailable, using XLA's (about 2x slower on CPU, same "
-                'results): %s', reason)
-    return 'xla', f'oneDNN unavailable: {reason}'
-  return 'onednn', 'oneDNN on CPU'
-
-
 def _call(target, result_shapes, *args, **attrs):
-  reason = _register()  # at trace time, so calling a kernel directly works too
+  reason = register()  # at trace time, so calling a kernel directly works too
   if reason:
     raise Unavailable(reason)
   # vmap over a model axis (the `vmap` group strategy) loops over the members.
@@ -191,11 +160,6 @@ def onednn_conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=
   return onednn_conv(lhs, rhs, pad_hw)
 
 
-def conv_general_dilated(impl):
-  """The convolution function flax's `nn.Conv` gets for a resolved `impl`."""
-  return onednn_conv_general_dilated if impl == 'onednn' else jax.lax.conv_general_dilated
-
-
 @jax.custom_vjp
 def onednn_prelu(x_BxC, slope_C):
   """Channel-wise PReLU over the last axis (any leading axes), f32: `x` where x > 0, else
@@ -218,10 +182,4 @@ def _onednn_prelu_bwd(residuals, dy):
 onednn_prelu.defvjp(_onednn_prelu_fwd, _onednn_prelu_bwd)
 
 
-def xla_prelu(x, slope):
-  return jnp.where(x >= 0, x, slope * x)
-
-
-def prelu(impl):
-  """The PReLU function for a resolved `impl`."""
-  return onednn_prelu if impl == 'onednn' else xla_prelu
+KERNELS = Kernels('onednn', onednn_conv_general_dilated, onednn_prelu)

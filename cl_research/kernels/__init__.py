@@ -1,0 +1,73 @@
+"""The seam between the models and the code that runs their convolutions and PReLUs.
+
+Models take a `Kernels` (default `XLA`: plain `jax.lax`) and never import an
+implementation. The CPU speed path, oneDNN called through XLA's FFI
+(`cl_research.kernels.onednn`), is imported only by `resolve` and `implementation`,
+which `cl_research.runtime` calls where the trainer of a run is built.
+
+`model.kernels`: `xla`; `onednn` (an error where it cannot be had); `auto` = oneDNN on
+a CPU backend when it builds, else XLA, with the reason logged and recorded in the
+run's metadata. GPU and TPU always use XLA.
+"""
+
+import dataclasses
+import logging
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+log = logging.getLogger(__name__)
+
+CHOICES = ('auto', 'xla', 'onednn')
+
+
+class Unavailable(RuntimeError):
+  """oneDNN's kernels cannot be had here; the message says why and what would fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernels:
+  """One implementation of the two operations the models delegate."""
+  name: str
+  conv_general_dilated: Callable  # `jax.lax.conv_general_dilated`'s signature (flax nn.Conv)
+  prelu: Callable  # (x_...xC, slope_C) -> x where x >= 0, else slope * x
+
+
+def xla_prelu(x, slope):
+  return jnp.where(x >= 0, x, slope * x)
+
+
+XLA = Kernels('xla', jax.lax.conv_general_dilated, xla_prelu)
+
+
+def implementation(name):
+  """The `Kernels` of a resolved name, `xla` or `onednn`."""
+  if name == 'xla':
+    return XLA
+  from cl_research.kernels import onednn  # pylint: disable=import-outside-toplevel
+  return onednn.KERNELS
+
+
+def resolve(choice, backend):
+  """(`xla` or `onednn`, why): what `model.kernels = choice` runs with on `backend`.
+
+  Builds the oneDNN library on first use (cached on disk). Raises Unavailable for an
+  explicit `onednn` that cannot be had; `auto` falls back to XLA with a warning.
+  """
+  if choice == 'xla':
+    return 'xla', 'model.kernels=xla'
+  if backend != 'cpu':
+    if choice == 'onednn':
+      raise Unavailable(f"model.kernels='onednn' runs on CPU only, the backend is {backend!r} "
+                        "(use 'auto' or 'xla')")
+    return 'xla', f'XLA on {backend}'
+  from cl_research.kernels import onednn  # pylint: disable=import-outside-toplevel
+  reason = onednn.register()
+  if reason:
+    if choice == 'onednn':
+      raise Unavailable(f"model.kernels='onednn': {reason}")
+    log.warning("oneDNN kernels unavailable, using XLA's (about 2x slower on CPU, same "
+                'results): %s', reason)
+    return 'xla', f'oneDNN unavailable: {reason}'
+  return 'onednn', 'oneDNN on CPU'

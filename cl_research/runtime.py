@@ -1,0 +1,64 @@
+"""How this machine runs a config: every backend-dependent `auto` choice, resolved once
+per sweep (before anything is written) and recorded in `metadata.json`.
+
+| field                       | auto on CPU                   | auto on GPU / TPU        |
+| model.kernels               | oneDNN where it builds        | XLA                      |
+| parallel.group_strategy     | unroll                        | vmap                     |
+| parallel.max_group_size     | 1                             | 0 (no limit)             |
+| parallel.steps_per_call     | 1                             | 0 (a rolled scan a chunk)|
+| parallel.local_processes    | one per core (<= groups)      | 1                        |
+
+The CPU column is measured on 2 cores (docs/performance.md): XLA:CPU runs a step inside a
+loop 3-10x slower, one oneDNN LeNets++ already fills both cores so groups gain nothing,
+and a quarter-width run does not, which pinned processes use.
+"""
+
+import dataclasses
+
+import jax
+
+from cl_research import kernels as kernels_lib
+from cl_research import local_processes
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+  """The resolved choices; plain values, so a local process gets them in its payload."""
+  backend: str
+  kernels: str  # 'xla' or 'onednn'
+  kernels_why: str
+  group_strategy: str  # 'vmap', 'map' or 'unroll' (cl_research.train.group_step)
+  max_group_size: int  # 0: no limit
+  steps_per_call: int  # 0: every chunk in one call
+  unroll_steps: bool  # a multi-step call unrolls its steps (CPU) or runs a rolled scan
+  local_processes: int
+
+  def for_groups(self, num_groups):
+    """The same, with no more local processes than there are groups to train."""
+    return dataclasses.replace(self, local_processes=max(1, min(self.local_processes,
+                                                                num_groups)))
+
+  def as_dict(self):
+    return dataclasses.asdict(self)
+
+
+def resolve(config):
+  """The `Runtime` of `config` on this process's backend. Builds the oneDNN kernels on
+  first use (cached on disk); raises `kernels.Unavailable` for an explicit
+  `model.kernels=onednn` that cannot be had."""
+  backend = jax.default_backend()
+  cpu = backend == 'cpu'
+  kernels, why = kernels_lib.resolve(config.model.kernels, backend)
+  p = config.parallel
+  strategy = p.group_strategy if p.group_strategy != 'auto' else ('unroll' if cpu else 'vmap')
+  if p.local_processes:
+    processes = p.local_processes
+  elif not cpu or jax.process_count() > 1:  # the hosts already split the groups
+    processes = 1
+  else:
+    processes = len(local_processes.available_cores())
+  return Runtime(
+      backend=backend, kernels=kernels, kernels_why=why, group_strategy=strategy,
+      max_group_size=p.max_group_size or (1 if cpu else 0),
+      steps_per_call=p.steps_per_call or (1 if cpu else 0),
+      unroll_steps=cpu, local_processes=processes)

@@ -1,0 +1,91 @@
+"""Devices and hosts: the mesh a group trains on, and `jax.distributed`.
+
+Within a process, a group's model axis is sharded over the local devices with
+`jax.shard_map` (each device trains its own members; nothing crosses devices), and a lone
+run can shard its batch axis instead (GSPMD; the center update then reduces over the
+global batch, not a per-device one). Across processes (`jax.distributed`), whole groups
+are dealt out round-robin; each process writes its own runs and process 0 writes the
+summary and the plots once all are done.
+"""
+
+import logging
+import os
+
+import jax
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+log = logging.getLogger(__name__)
+
+SHARD_MODES = ('auto', 'model', 'batch', 'none')
+
+
+def mesh_for(group_size, batch_size, parallel_config):
+  """The mesh of a group: its model axis over the local devices when it has several
+  members, else its batch axis; None on one device."""
+  devices = jax.local_devices()
+  if parallel_config.num_devices:
+    devices = devices[:parallel_config.num_devices]
+  mode = parallel_config.shard
+  if mode == 'auto':
+    mode = 'model' if group_size > 1 else 'batch'
+  if len(devices) < 2 or mode == 'none':
+    return None
+  if mode == 'batch':
+    if batch_size % len(devices):
+      log.warning('batch %d does not split over %d devices: not sharded', batch_size,
+                  len(devices))
+      return None
+    return Mesh(devices, ('batch',))
+  return Mesh(devices[:min(len(devices), group_size)], ('model',))
+
+
+def model_shards(mesh):
+  """How many devices share a group's model axis (1 without one)."""
+  return mesh.shape['model'] if mesh is not None and 'model' in mesh.axis_names else 1
+
+
+def shard_models(chunk_fn, mesh):
+  """Wraps `chunk_fn(states, hparams, images, labels, perms, first_epoch, start_step,
+  augment_key)` so each device runs it on its slice of the model axis; data, steps and
+  keys are replicated."""
+  return jax.shard_map(chunk_fn, mesh=mesh,
+                       in_specs=(P('model'), P('model'), P(), P(), P(), P(), P(), P()),
+                       out_specs=(P('model'), P(None, 'model')), check_vma=False)
+
+
+def shard_batch(batch, mesh):
+  """Constrains a batch to be split over the mesh's `batch` axis (a no-op without one)."""
+  if mesh is None or 'batch' not in mesh.axis_names:
+    return batch
+  return jax.lax.with_sharding_constraint(batch, NamedSharding(mesh, P('batch')))
+
+
+def replicate(tree, mesh):
+  """`tree` on every device of `mesh` (as it is without a mesh)."""
+  if mesh is None:
+    return tree
+  return jax.device_put(tree, NamedSharding(mesh, P()))
+
+
+def initialize(parallel_config):
+  """Starts `jax.distributed` when asked (`parallel.distributed`, or the environment
+  variables JAX reads: coordinator address, process count and id; SLURM and TPU pods
+  are detected by JAX itself). Returns (process_index, process_count)."""
+  if parallel_config.distributed or os.environ.get('JAX_COORDINATOR_ADDRESS'):
+    if not jax.distributed.is_initialized():
+      jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+      jax.distributed.initialize(
+          coordinator_address=parallel_config.coordinator_address or None,
+          num_processes=parallel_config.num_processes or None,
+          process_id=(parallel_config.process_id
+                      if parallel_config.process_id >= 0 else None))
+  return jax.process_index(), jax.process_count()
+
+
+def barrier(name):
+  """Waits for every process (a no-op with one)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)

@@ -1,0 +1,61 @@
+"""The models as their sources define them, and the core's independence of CPU tricks."""
+
+import ast
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cl_research import models
+from tests.conftest import REPO
+
+
+def test_seed_cnn_is_the_keras_snippet_with_a_linear_convolution():
+  """Keras' Conv2D(10, (2, 2)) without `activation` is linear; the feature layer is ReLU."""
+  model = models.SeedCNN(feature_size=4)
+  images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (3, 28, 28, 1)), jnp.uint8)
+  params = model.init(jax.random.key(0), images)['params']
+  x = models.normalize_images(images)
+  conv = jax.lax.conv_general_dilated(x, params['Conv_0']['kernel'], (1, 1), 'VALID',
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  conv = conv + params['Conv_0']['bias']
+  assert (conv < 0).any()  # a ReLU here would change the answer
+  pooled = models.max_pool_2x2(conv).reshape(3, -1)
+  dense = params['feature']
+  features = jax.nn.relu(pooled @ dense['kernel'] + dense['bias'])
+  got, _ = model.apply({'params': params}, images)
+  np.testing.assert_allclose(got, features, rtol=1e-5, atol=1e-5)
+
+
+CORE = ('losses', 'models', 'train')
+CPU_MACHINERY = {'cl_research.kernels.onednn', 'cl_research.local_processes', 'subprocess',
+                 'pickle'}
+
+
+def test_the_core_imports_no_cpu_machinery():
+  for name in CORE:
+    tree = ast.parse(open(os.path.join(REPO, 'cl_research', f'{name}.py')).read())
+    imported = set()
+    for node in ast.walk(tree):
+      if isinstance(node, ast.Import):
+        imported |= {a.name for a in node.names}
+      elif isinstance(node, ast.ImportFrom):
+        imported |= {f'{node.module}.{a.name}' for a in node.names} | {node.module}
+    assert not imported & CPU_MACHINERY, (name, imported & CPU_MACHINERY)
+  code = ('import sys; import cl_research.train; '
+          "print(sorted(m for m in sys.modules if m in ('cl_research.kernels.onednn', "
+          "'cl_research.local_processes')))")
+  out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
+                       text=True, check=True).stdout
+  assert out.strip() == '[]'
+
+
+def test_no_module_is_longer_than_350_lines():
+  for root, _, names in os.walk(os.path.join(REPO, 'cl_research')):
+    for name in names:
+      if name.endswith('.py'):
+        with open(os.path.join(root, name)) as f:
+          assert sum(1 for _ in f) <= 350, name
