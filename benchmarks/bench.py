@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cl_research import batches
 from cl_research import configs
 from cl_research import runtime
 from cl_research import train
@@ -50,7 +51,7 @@ def fake_batch(seed=0):
 
 def fake_data(trainer, n=4096):
   rng = np.random.default_rng(0)
-  return train.DeviceData(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
+  return batches.DeviceData(rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
                           rng.integers(0, 10, n).astype(np.int32), 0, BATCH)
 
 

@@ -14,6 +14,7 @@ import time
 import jax
 import numpy as np
 
+from cl_research import batches
 from cl_research import configs
 from cl_research import runtime
 from cl_research import train
@@ -55,7 +56,7 @@ def main():
   for per_call in (1, 2, 10):
     config.parallel.steps_per_call = per_call
     chunked = train.Trainer(config, 2, 10, (28, 28, 1), runtime.resolve(config))
-    data = train.DeviceData(images, labels, 0, config.batch_size)
+    data = batches.DeviceData(images, labels, 0, config.batch_size)
 
     def chunk(n, chunked=chunked, data=data):
       states = chunked.init_group([0])

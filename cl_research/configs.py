@@ -30,7 +30,7 @@ def base_config():
   c = ml_collections.ConfigDict()
   c.sweep = ml_collections.ConfigDict()
   c.sweep.lam = (0.01,)  # center-loss weight; see cl_research.losses for the convention
-  c.sweep.alpha = (0.5,)  # center update rate of ECCV16 Eq. 4 (`paper` mode)
+  c.sweep.alpha = (0.5,)  # center update rate of ECCV16 Eq. 4 (`paper` mode only)
   c.sweep.feature_size = (2,)
   c.sweep.seed = (0,)  # init and data order
   # A second product grid whose runs are added to the first (ECCV16 Fig. 5 sweeps lambda
@@ -42,8 +42,9 @@ def base_config():
   c.data.source = 'auto'
   c.data.manual_dir = ''  # a folder with the four IDX .gz files
   c.data.data_dir = ml_collections.FieldReference(None, field_type=str)  # tfds data_dir
-  c.data.num_train = 0  # 0: whole split
+  c.data.num_train = 0  # a seeded, class-stratified subset of this size; 0: whole split
   c.data.num_test = 0
+  c.data.subset_seed = 0  # which subset num_train / num_test keep
   c.data.bundled_test_fraction = 0.2
   c.data.holdout_classes = ()  # open-set: removed from training, verification pairs only
   c.data.augment_shift = 0  # training images moved by up to this many pixels; 0: off
@@ -60,6 +61,7 @@ def base_config():
   c.optimizer.learning_rate = 0.01
   c.optimizer.momentum = 0.9
   c.optimizer.weight_decay = 5e-4
+  c.optimizer.decay_biases = False  # Caffe LeNets++: decay_mult 0 on biases (optim.decay_mask)
   c.optimizer.lr_decay = 0.8  # Caffe MNIST solver: x0.8 at 5k and 8k of 10k iterations
   c.optimizer.lr_decay_at = (0.5, 0.8)  # fractions of num_steps
   c.optimizer.warmup_frac = 0.0  # linear warm-up over this fraction of num_steps
@@ -70,7 +72,7 @@ def base_config():
   c.centers.optimizer = 'sgd'  # gradient mode only
   c.centers.learning_rate = 0.5
   c.centers.momentum = 0.0
-  c.centers.unscale_lambda = False  # gradient mode: divide center grads by lam
+  c.centers.unscale_lambda = False  # gradient mode: KaiyangZhou's center step (train.py)
   c.centers.init_scale = 0.0  # centers start uniform in +-init_scale; 0: at the origin
 
   c.eval = ml_collections.ConfigDict()
@@ -166,21 +168,40 @@ def apply_smoke(c):
 
 
 def expand_runs(config):
-  """Every point of `sweep` then of `sweep_extra` (if set), without repeats, in order."""
+  """Every point of `sweep` then of `sweep_extra` (if set), without repeats, in order.
+  In `gradient` center mode alpha plays no part: the points' alpha is None."""
   points = []
   for grid in (config.sweep, config.sweep_extra):
     if not grid.lam:
       continue
     for values in itertools.product(*[tuple(grid[a]) for a in SWEEP_AXES]):
       point = dict(zip(SWEEP_AXES, values))
+      if config.centers.mode == 'gradient':
+        point['alpha'] = None
       if point not in points:
         points.append(point)
   return points
 
 
 def run_name(point):
-  return (f"lam={point['lam']:g}_alpha={point['alpha']:g}_"
-          f"d={point['feature_size']}_seed={point['seed']}")
+  alpha = '' if point['alpha'] is None else f"alpha={point['alpha']:g}_"
+  return f"lam={point['lam']:g}_{alpha}d={point['feature_size']}_seed={point['seed']}"
+
+
+def check_dataset(config, dataset):
+  """Raises ConfigError where the loaded data cannot serve `config` (the checks that need
+  the data: what held-out classes and subsets leave)."""
+  _check(len(dataset.train_labels) >= config.batch_size,
+         f'{len(dataset.train_labels)} training examples are left (data.num_train='
+         f'{config.data.num_train}, data.holdout_classes={tuple(config.data.holdout_classes)}'
+         f'): fewer than batch_size={config.batch_size}')
+
+
+def describe_point(point):
+  """'lambda=0.1, alpha=0.5, d=2, seed=0' for the keys `point` has (alpha None: left out)."""
+  names = {'lam': 'lambda', 'alpha': 'alpha', 'feature_size': 'd', 'seed': 'seed'}
+  return ', '.join(f'{names[k]}={point[k]:g}' if isinstance(point[k], float) else
+                   f'{names[k]}={point[k]}' for k in names if point.get(k) is not None)
 
 
 def json_diff(old, new, prefix=''):
@@ -217,11 +238,16 @@ def validate(config):
   extra_sizes = {len(config.sweep_extra[a]) > 0 for a in SWEEP_AXES}
   _check(len(extra_sizes) == 1, 'sweep_extra: set all of lam, alpha, feature_size, seed '
          'or none of them')
+  if config.centers.mode == 'gradient':
+    alphas = set(config.sweep.alpha) | set(config.sweep_extra.alpha)
+    _check(len(alphas) <= 1, f'sweep.alpha={tuple(config.sweep.alpha)!r} sweeps alpha, which '
+           "only the paper's center update uses; with centers.mode='gradient' give one value "
+           "or use centers.mode='paper'")
   points = expand_runs(config)
   for lam in {p['lam'] for p in points}:
     _check(isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0,
            f'sweep.lam has {lam!r}: lambda must be a finite number >= 0')
-  for alpha in {p['alpha'] for p in points}:
+  for alpha in {p['alpha'] for p in points} - {None}:
     _check(isinstance(alpha, (int, float)) and 0 < alpha <= 1,
            f'sweep.alpha has {alpha!r}: alpha must be in (0, 1]')
   for d in {p['feature_size'] for p in points}:
@@ -254,8 +280,12 @@ def validate(config):
   for c in config.data.holdout_classes:
     _check(isinstance(c, int) and 0 <= c < 10,
            f'data.holdout_classes has {c!r}: class ids are integers in [0, 10)')
-  _check(len(set(config.data.holdout_classes)) <= 8,
-         'data.holdout_classes: keep at least 2 classes for training')
+  held_out = set(config.data.holdout_classes)
+  _check(len(held_out) <= 8, 'data.holdout_classes: keep at least 2 classes for training')
+  _check(len(held_out) != 1 or not config.eval.verification_pairs,
+         f'data.holdout_classes={tuple(config.data.holdout_classes)!r} holds one class; '
+         'open-set verification pairs need at least 2 held-out classes (or '
+         'eval.verification_pairs=0)')
   shift = config.data.augment_shift
   _check(isinstance(shift, int) and 0 <= shift <= 13, f'data.augment_shift={shift!r} must '
          'be an integer number of pixels in [0, 13] (0: off)')
@@ -267,9 +297,9 @@ def validate(config):
          '>= 20 (10 folds)')
   for name in ('batch_size', 'num_steps', 'log_every', 'plot_max_points'):
     _check(config[name] >= 1, f'{name}={config[name]!r} must be >= 1')
-  for name in ('num_train', 'num_test'):
+  for name in ('num_train', 'num_test', 'subset_seed'):
     _check(config.data[name] >= 0, f'data.{name}={config.data[name]!r} must be >= 0 '
-           '(0 means the whole split)')
+           '(num_train, num_test: 0 means the whole split)')
   _check(config.optimizer.learning_rate > 0,
          f'optimizer.learning_rate={config.optimizer.learning_rate!r} must be > 0')
   _check(config.optimizer.grad_clip_norm >= 0,

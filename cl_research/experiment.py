@@ -18,6 +18,7 @@ import numpy as np
 import tqdm
 
 import cl_research
+from cl_research import batches
 from cl_research import checkpoints
 from cl_research import configs
 from cl_research import data
@@ -101,7 +102,7 @@ def train_group(trainer, dataset, config, points, workdir, progress):
   if config.snapshot_every and snapshots is None:  # a fresh start, or snapshots lost
     snapshots = [[(step, *_snapshot(trainer, train.member(states, i), snap_images))]
                  for i in range(len(points))]
-  device_data = train.DeviceData(dataset.train_images, dataset.train_labels,
+  device_data = batches.DeviceData(dataset.train_images, dataset.train_labels,
                                  points[0]['seed'], config.batch_size, trainer.mesh)
   progress.update(step * len(points))
   for end in (e for e in chunk_ends(config) if e > step):
@@ -169,6 +170,15 @@ def evaluate(trainer, state, dataset, eval_config):
   return result, features
 
 
+def clip_record(state, clip_norm):
+  """How much the gradient clip shaped a run: the fraction of steps it engaged and the
+  mean pre-clip gradient norm (the clip shrinks the whole step, so a lambda that
+  enlarges the norm also shrinks the softmax part of it)."""
+  steps = max(int(state.step), 1)
+  return {'clip_fraction': int(state.clipped_steps) / steps if clip_norm else 0.0,
+          'mean_grad_norm': float(state.grad_norm_sum) / steps}
+
+
 def write_run(trainer, dataset, config, workdir, point, state, last, snapshots, wall_s,
               metadata):
   """Evaluates one trained run and writes its features, plots and (last) result.json."""
@@ -193,6 +203,7 @@ def write_run(trainer, dataset, config, workdir, point, state, last, snapshots, 
       **result, 'final_loss': last.get('loss'),
       'final_softmax_loss': last.get('softmax_loss'),
       'final_center_loss': last.get('center_loss'),
+      **({} if diverged_at else clip_record(state, config.optimizer.grad_clip_norm)),
   }
   files.savez(paths.features, **features)
   title = outputs.run_title(dataset, point, result)
@@ -249,6 +260,13 @@ def train_groups(config, workdir, dataset, groups, runtime, metadata, show_progr
       done += len(group)
 
 
+def deal_in_blocks(groups, count):
+  """`count` shares of consecutive groups, sizes within one of each other: groups of a
+  feature size sit together in sweep order, so a process compiles fewer train steps."""
+  bounds = [i * len(groups) // count for i in range(count + 1)]
+  return [groups[a:b] for a, b in zip(bounds, bounds[1:])]
+
+
 @dataclasses.dataclass(frozen=True)
 class Payload:
   """What the parent hands its local processes (`local_processes.run`)."""
@@ -265,6 +283,7 @@ def train_share(payload_path, index, cores):
   shows a progress bar."""
   payload = local_processes.read_payload(payload_path)
   cl_research.setup_logging(f'process {index}')
+  runtime_lib.enable_compilation_cache()
   metadata = {**payload.metadata, 'local_process': {'index': index, 'cores': cores}}
   train_groups(payload.config, payload.workdir, payload.dataset,
                payload.groups_per_process[index], payload.runtime, metadata,
@@ -281,6 +300,7 @@ def train_and_evaluate(config, workdir, dataset=None):
   runtime = runtime_lib.resolve(config)
   if dataset is None:
     dataset = data.load(config.data)
+  configs.check_dataset(config, dataset)
   points = configs.expand_runs(config)
   if process == 0:
     outputs.prepare_workdir(config, workdir)
@@ -298,7 +318,7 @@ def train_and_evaluate(config, workdir, dataset=None):
     files.write_json(outputs.workdir_file(workdir, 'metadata.json'), metadata)
   count = runtime.local_processes
   if count > 1:
-    groups_per_process = [unfinished[i::count] for i in range(count)]  # round-robin
+    groups_per_process = deal_in_blocks(unfinished, count)
     local_processes.run('cl_research.experiment:train_share',
                         Payload(config, workdir, dataset, groups_per_process, runtime,
                                 metadata), count)

@@ -3,9 +3,12 @@
 Each `figN(workdir, results, features_by_name, dataset)` writes `<workdir>/figN.png`.
 """
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 
+from cl_research import analysis
 from cl_research import data
 from cl_research import outputs
 from cl_research import plots
@@ -16,11 +19,18 @@ FIG5_FIXED_ALPHA = 0.5
 FIG5_FIXED_LAMBDA = 0.003
 
 
+def _first_seed(results):
+  """The runs of the smallest seed: the one the scatter figures show."""
+  seed = min(r['seed'] for r in results)
+  return [r for r in results if r['seed'] == seed], seed
+
+
 def fig2(workdir, results, features_by_name, dataset):
-  """Softmax-only 2-D features, (a) train and (b) test, like ECCV16 Fig. 2."""
-  run = next(r for r in results if r['lam'] == 0.0)
+  """Softmax-only 2-D features, (a) train and (b) test, like ECCV16 Fig. 2 (one seed)."""
+  runs, seed = _first_seed(results)
+  run = next(r for r in runs if r['lam'] == 0.0)
   feats = features_by_name[run['name']] if run['status'] == 'complete' else None
-  title = (f'Fig. 2 reproduction: softmax loss only, {dataset.title}\n'
+  title = (f'Fig. 2 reproduction: softmax loss only, seed {seed}, {dataset.title}\n'
            f'(a) train, (b) test; {outputs.cell_label(run)}')
   path = outputs.workdir_file(workdir, 'fig2.png')
   plots.plot_run(feats, title, data.class_names(dataset.name), path)
@@ -28,8 +38,9 @@ def fig2(workdir, results, features_by_name, dataset):
 
 
 def fig3(workdir, results, features_by_name, dataset, max_points=10_000):
-  """2x2 panels of train features for the four lambdas, centers as white dots."""
-  runs = sorted((r for r in results if r['lam'] > 0), key=lambda r: r['lam'])[:4]
+  """2x2 panels of train features for the four lambdas (one seed), centers as white dots."""
+  runs, seed = _first_seed(results)
+  runs = sorted((r for r in runs if r['lam'] > 0), key=lambda r: r['lam'])[:4]
   fig, axes = plt.subplots(2, 2, figsize=(10, 9))
   names = data.class_names(dataset.name)
   for k, (ax, run) in enumerate(zip(axes.ravel(), runs)):
@@ -47,46 +58,67 @@ def fig3(workdir, results, features_by_name, dataset, max_points=10_000):
   plots.legend_outside(fig, axes)
   return plots.save(fig, outputs.workdir_file(workdir, 'fig3.png'),
                     f'Fig. 3 reproduction: softmax + center loss, alpha = '
-                    f'{runs[0]["alpha"]:g}, train features\n{dataset.title}',
+                    f'{runs[0]["alpha"]:g}, seed {seed}, train features\n{dataset.title}',
                     bbox_inches='tight')
 
 
-def _percent(runs, key):
-  return np.array([np.nan if r.get(key) is None else 100 * r[key] for r in runs])
+def _percent_interval(runs, key):
+  """Mean, low and high (percent) over the runs' seeds: the 95% Student-t interval of
+  the mean (the mean itself for one seed)."""
+  mean, _, low, high = analysis.mean_interval(
+      [math.nan if r.get(key) is None else 100 * r[key] for r in runs])
+  return mean, low, high
 
 
-def _curve(ax, xs, runs, xlabel):
-  acc, std = _percent(runs, 'verification_accuracy'), _percent(runs, 'verification_accuracy_std')
-  ax.fill_between(xs, acc - std, acc + std, color='0.85', label='+- std over 10 folds')
-  ax.plot(xs, acc, 'o-', color='0.2', mfc='white', label='cosine (the protocol)')
-  ax.plot(xs, _percent(runs, 'verification_accuracy_l2'), 's--', color='tab:blue', mfc='white',
-          ms=4, lw=1, label='Euclidean distance')
+def _curve(ax, xs, points, xlabel):
+  """Verification accuracy by cosine (the protocol) and by Euclidean distance at each
+  point (a list of runs over seeds): the mean over seeds with its 95% interval, or for
+  one seed the std over the 10 folds of its one pair set."""
+  seeds = max(len(runs) for runs in points)
+  for key, style, color, name in (('verification_accuracy', 'o-', '0.2', 'cosine (the protocol)'),
+                                  ('verification_accuracy_l2', 's--', 'tab:blue',
+                                   'Euclidean distance')):
+    mean, low, high = np.array([_percent_interval(runs, key) for runs in points]).T
+    if seeds == 1 and key == 'verification_accuracy':
+      std = np.array([_percent_interval(runs, 'verification_accuracy_std')[0]
+                      for runs in points])
+      low, high = mean - std, mean + std
+    band = (f'95% interval over {seeds} seeds' if seeds > 1 else
+            '+- std over the 10 folds of one pair set')
+    if seeds > 1 or key == 'verification_accuracy':
+      ax.fill_between(xs, low, high, color=color, alpha=0.15, label=f'{name}: {band}')
+    ax.plot(xs, mean, style, color=color, mfc='white', ms=4, lw=1,
+            label=name + (f', mean of {seeds} seeds' if seeds > 1 else ''))
   ax.set_xlabel(xlabel)
   ax.set_ylabel('Verification Accuracy (%)')
   ax.grid(axis='y', linestyle='--', color='0.7')
 
 
 def fig5(workdir, results, features_by_name, dataset):
-  """Verification accuracy (a) vs lambda at alpha 0.5, (b) vs alpha at lambda 0.003."""
+  """Verification accuracy (a) vs lambda at alpha 0.5, (b) vs alpha at lambda 0.003;
+  each point the mean over its seeds, with a band."""
   del features_by_name
-  by_point = {(r['lam'], r['alpha']): r for r in results}
-  lam_runs = [by_point[(lam, FIG5_FIXED_ALPHA)] for lam in FIG5_LAMBDAS
-              if (lam, FIG5_FIXED_ALPHA) in by_point]
-  alpha_runs = [by_point[(FIG5_FIXED_LAMBDA, a)] for a in FIG5_ALPHAS
-                if (FIG5_FIXED_LAMBDA, a) in by_point]
+  by_point = {}
+  for r in results:
+    by_point.setdefault((r['lam'], r['alpha']), []).append(r)
+  lam_points = [by_point[(lam, FIG5_FIXED_ALPHA)] for lam in FIG5_LAMBDAS
+                if (lam, FIG5_FIXED_ALPHA) in by_point]
+  alpha_points = [by_point[(FIG5_FIXED_LAMBDA, a)] for a in FIG5_ALPHAS
+                  if (FIG5_FIXED_LAMBDA, a) in by_point]
   fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(12, 4.2))
   # The paper spaces its lambdas evenly on a log-like axis that also shows 0.
-  positions = np.arange(len(lam_runs))
-  _curve(ax_a, positions, lam_runs, 'lambda (evenly spaced, log-like; 0 shown)')
-  ax_a.set_xticks(positions, [f'{r["lam"]:g}' for r in lam_runs], rotation=45, fontsize=7)
-  ax_a.set_title(f'(a) alpha = {FIG5_FIXED_ALPHA:g}', fontsize=9)
-  _curve(ax_b, [r['alpha'] for r in alpha_runs], alpha_runs, 'alpha')
-  ax_b.set_title(f'(b) lambda = {FIG5_FIXED_LAMBDA:g}', fontsize=9)
-  # Below both panels: inside either, it hid points.
-  fig.legend(*ax_a.get_legend_handles_labels(), loc='upper center', ncol=3, fontsize=8,
-             bbox_to_anchor=(0.5, 0.0))
+  positions = np.arange(len(lam_points))
+  _curve(ax_a, positions, lam_points, 'lambda (evenly spaced, log-like; 0 shown)')
+  ax_a.set_xticks(positions, [f'{runs[0]["lam"]:g}' for runs in lam_points], rotation=45,
+                  fontsize=7)
+  ax_a.set_title(f'(a) alpha = {FIG5_FIXED_ALPHA:g}, {len(lam_points[0])} seed(s)', fontsize=9)
+  _curve(ax_b, [runs[0]['alpha'] for runs in alpha_points], alpha_points, 'alpha')
+  ax_b.set_title(f'(b) lambda = {FIG5_FIXED_LAMBDA:g}, {len(alpha_points[0])} seed(s)',
+                 fontsize=9)
+  for ax in (ax_a, ax_b):  # each panel's own legend, below it: inside, it hid points
+    ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.22), fontsize=7, ncol=2)
   return plots.save(fig, outputs.workdir_file(workdir, 'fig5.png'),
-                    f'Fig. 5 reproduction: pair verification (cosine, 10-fold threshold) '
+                    f'Fig. 5 reproduction: pair verification (10-fold threshold) '
                     f'on the test split\n{dataset.title}', bbox_inches='tight')
 
 

@@ -1,21 +1,33 @@
 """The network's and the centers' optimizers, and the learning-rate schedule (optax)."""
 
+import jax
 import optax
 
 OPTIMIZERS = ('sgd', 'adam')  # `optimizer.name` and `centers.optimizer`
 
 
 def relative_schedule(opt_config, num_steps):
-  """The learning-rate multiplier over steps: optional linear warm-up, then x`lr_decay`
-  at each fraction in `lr_decay_at`. The peak rate itself is a traced hyperparameter."""
+  """The learning-rate multiplier over steps: x`lr_decay` at each fraction of `num_steps`
+  in `lr_decay_at`, times an optional linear warm-up over the first `warmup_frac`. The
+  decays fall at their fractions whatever the warm-up (`optax.join_schedules` would
+  shift them by its length). The peak rate itself is a traced hyperparameter."""
   boundaries = {int(frac * num_steps): opt_config.lr_decay
                 for frac in opt_config.lr_decay_at if 0 < int(frac * num_steps) < num_steps}
-  schedule = optax.piecewise_constant_schedule(1.0, boundaries)
+  decays = optax.piecewise_constant_schedule(1.0, boundaries)
   warmup_steps = int(opt_config.warmup_frac * num_steps)
   if warmup_steps == 0:
-    return schedule
-  warmup = optax.linear_schedule(0.0, 1.0, warmup_steps)
-  return optax.join_schedules([warmup, schedule], [warmup_steps])
+    return decays
+  warmup = optax.linear_schedule(0.0, 1.0, warmup_steps)  # 1 after warmup_steps
+  return lambda step: warmup(step) * decays(step)
+
+
+def decay_mask(params, decay_biases):
+  """Which params weight decay applies to. The Caffe LeNets++ prototxt (ydwen/caffe-face
+  `mnist_example/mnist_train_test.prototxt`) sets `decay_mult: 0` on every bias and
+  leaves the weights and the PReLU slopes at Caffe's default `decay_mult: 1`; the
+  centers are never decayed. `decay_biases=True` decays every param."""
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: decay_biases or getattr(path[-1], 'key', None) != 'bias', params)
 
 
 def _momentum_or_adam(name, momentum):
@@ -25,12 +37,15 @@ def _momentum_or_adam(name, momentum):
 
 
 def make_optimizer(opt_config, num_steps):
-  """SGD(momentum) or Adam with coupled L2 (Caffe's weight_decay) and the schedule, at
-  unit learning rate: the step multiplies the update by the traced `learning_rate`."""
+  """SGD(momentum) or Adam with coupled L2 (Caffe's weight_decay, on the params
+  `decay_mask` picks) and the schedule, at unit learning rate: the step multiplies the
+  update by the traced `learning_rate`. The gradient clip sees the loss's gradient only,
+  before weight decay."""
   clip = (optax.clip_by_global_norm(opt_config.grad_clip_norm)
           if opt_config.grad_clip_norm else optax.identity())
   schedule = relative_schedule(opt_config, num_steps)
-  return optax.chain(clip, optax.add_decayed_weights(opt_config.weight_decay),
+  mask = lambda params: decay_mask(params, opt_config.decay_biases)
+  return optax.chain(clip, optax.add_decayed_weights(opt_config.weight_decay, mask),
                      _momentum_or_adam(opt_config.name, opt_config.momentum),
                      optax.scale_by_schedule(lambda step: -schedule(step)))
 

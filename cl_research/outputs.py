@@ -30,11 +30,13 @@ RESULT_METRICS = ('train_accuracy', 'train_intra', 'train_inter', 'train_intra_i
                   'test_accuracy', 'test_intra', 'test_inter', 'test_intra_inter',
                   'test_knn_accuracy', 'test_silhouette', 'verification_accuracy',
                   'verification_accuracy_std', 'verification_auc',
-                  'verification_tar_at_far_1e-3', 'verification_accuracy_l2')
+                  'verification_tar_at_far_1e-2', 'verification_tar_at_far_1e-3',
+                  'verification_accuracy_l2')
 SUMMARY_COLUMNS = (('name', 'status', 'diverged_step', 'diverged_quantity', 'lam', 'alpha',
                     'feature_size', 'seed', 'data_source', 'data_detail', 'num_train',
                     'num_test', 'num_steps') + RESULT_METRICS +
-                   ('final_loss', 'final_softmax_loss', 'final_center_loss', 'wall_s'))
+                   ('final_loss', 'final_softmax_loss', 'final_center_loss', 'clip_fraction',
+                    'mean_grad_norm', 'wall_s'))
 FINISHED = ('complete', 'diverged')
 
 
@@ -86,8 +88,8 @@ def cell_label(result):
 
 def run_title(dataset, point, result):
   """The title of a run's plots: the data, the run's point and its outcome."""
-  return (f"{dataset.title}\nlambda={point['lam']:g}, alpha={point['alpha']:g}, "
-          f"d={point['feature_size']}, seed={point['seed']}: {cell_label(result)}")
+  return f'{dataset.title}\n{configs.describe_point(point)}: {cell_label(result)}'
+
 
 
 class RunLog:
@@ -136,17 +138,18 @@ def write_summary(path, results):
 
 
 def write_grids(workdir, config, dataset, results, features_by_name):
-  """One grid per (alpha, seed): `grid.png` for the first, suffixed names for others."""
+  """One grid per (alpha, seed) of `config.sweep`: `grid.png` for the first, suffixed
+  names for the others; each says which seed it shows."""
   lams, dims = tuple(config.sweep.lam), tuple(config.sweep.feature_size)
+  alphas = [None] if config.centers.mode == 'gradient' else list(config.sweep.alpha)
   paths = []
-  for k, (alpha, seed) in enumerate((a, s) for a in config.sweep.alpha
-                                    for s in config.sweep.seed):
+  for k, (alpha, seed) in enumerate((a, s) for a in alphas for s in config.sweep.seed):
     cells = {(r['feature_size'], r['lam']): {
         'features': features_by_name[r['name']] if r['status'] == 'complete' else None,
         'label': cell_label(r)} for r in results if r['alpha'] == alpha and r['seed'] == seed}
-    name = 'grid.png' if k == 0 else f'grid_alpha={alpha:g}_seed={seed}.png'
-    title = (f'{dataset.title}\ntest features, alpha={alpha:g}, seed={seed}, '
-             f'{config.num_steps} steps')
+    point = configs.describe_point({'alpha': alpha, 'seed': seed})
+    name = 'grid.png' if k == 0 else f"grid_{point.replace(', ', '_')}.png"
+    title = f'{dataset.title}\ntest features, {point}, {config.num_steps} steps'
     plots.plot_grid(cells, dims, lams, title, data.class_names(dataset.name),
                     workdir_file(workdir, name))
     paths.append(name)

@@ -46,6 +46,7 @@ def metadata(config, dataset, runtime):
       'backend': jax.default_backend(),
       'devices': [str(d) for d in jax.devices()],
       'process_count': jax.process_count(),
+      'compilation_cache': jax.config.jax_compilation_cache_dir or None,
       'git_commit': git_commit(),
       'data': {'name': dataset.name, 'source': dataset.source, 'detail': dataset.detail,
                'files': dataset.location, 'num_train': int(len(dataset.train_labels)),

@@ -23,6 +23,7 @@ from cl_research import files
 from cl_research import kernels
 from cl_research import local_processes
 from cl_research import outputs
+from cl_research import runtime
 
 EXPERIMENTS_DIRS = (os.path.join(os.getcwd(), 'experiments'),
                     str(files.PACKAGE_ROOT / 'experiments'))
@@ -176,6 +177,7 @@ def main(argv=None):
     print(usage())
     return 0
   cl_research.setup_logging()
+  runtime.enable_compilation_cache()
   try:
     config, workdir, new_workdir = parse(argv)
     configs.validate(config)

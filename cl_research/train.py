@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cl_research import batches
 from cl_research import data as datasets
 from cl_research import kernels as kernels_lib
 from cl_research import losses
@@ -47,6 +48,8 @@ class TrainState:
   rng: jax.Array  # raw uint32 key data (checkpointable), for stochastic layers
   diverged_at: jax.Array  # 0 while finite; else the step whose update went non-finite
   diverged_code: jax.Array  # 0 while finite; else 1 + index into DIVERGED_QUANTITIES
+  grad_norm_sum: jax.Array  # sum over healthy steps of the pre-clip gradient norm
+  clipped_steps: jax.Array  # healthy steps whose gradient the clip shrank
 
 
 def diverged_quantity(code):
@@ -61,7 +64,8 @@ class StepSetup:
   tx: optax.GradientTransformation
   center_mode: str  # one of CENTER_MODES
   center_tx: Any  # an optax.GradientTransformation in `gradient` mode, else None
-  unscale_lambda: bool  # `gradient` mode: divide the centers' gradient by lam
+  unscale_lambda: bool  # `gradient` mode: the centers' step of KaiyangZhou's port
+  grad_clip_norm: float  # the clip inside `tx` (0: none), to count when it engages
 
 
 def make_setup(config, model):
@@ -69,7 +73,8 @@ def make_setup(config, model):
   return StepSetup(model=model, tx=optim.make_optimizer(config.optimizer, config.num_steps),
                    center_mode=config.centers.mode,
                    center_tx=optim.make_center_optimizer(config.centers) if gradient else None,
-                   unscale_lambda=config.centers.unscale_lambda)
+                   unscale_lambda=config.centers.unscale_lambda,
+                   grad_clip_norm=config.optimizer.grad_clip_norm)
 
 
 def loss_and_grads(setup, state, batch, lam):
@@ -91,15 +96,22 @@ def loss_and_grads(setup, state, batch, lam):
 
 
 def update_centers(setup, state, features, labels, center_grads, hparams):
-  """(centers, center_opt_state) after one step. `paper`: ECCV16 Eq. 4 with alpha on the
-  features of this forward pass. `gradient`: the centers' optimizer on their gradient."""
+  """(centers, center_opt_state) after one step.
+
+  `paper`: ECCV16 Eq. 4 with alpha on the features of this forward pass. `gradient`:
+  the centers' optimizer on their gradient, `lam * sum_i (c - x_i) / B` per center
+  (summed over its examples), so a plain SGD step is `lr * lam * sum_i (c - x_i) / B`
+  and centers never move at lam 0; alpha plays no part. With `unscale_lambda`, the
+  step of KaiyangZhou/pytorch-center-loss: their loss has no 1/2 and weight
+  `lam_theirs = lam / 2`, and they divide the centers' gradient by it, so the gradient
+  becomes `2 sum_i (c - x_i) / B` and `centers.learning_rate` is their `lr_cent`.
+  """
   if setup.center_mode == 'paper':
     return (losses.center_update(state.centers, features, labels, hparams['alpha']),
             state.center_opt_state)
   if setup.unscale_lambda:
-    # KaiyangZhou's port: undo lam so the loss weight does not slow the centers.
     lam = hparams['lam']
-    center_grads = center_grads / jnp.where(lam > 0, lam, 1.0)
+    center_grads = center_grads * jnp.where(lam > 0, 2.0 / lam, 0.0)
   updates, center_opt_state = setup.center_tx.update(center_grads, state.center_opt_state,
                                                      state.centers)
   return optax.apply_updates(state.centers, updates), center_opt_state
@@ -123,6 +135,10 @@ def divergence_code(loss, features, centers, params):
   return jnp.select([~f for f in finite], list(range(1, len(finite) + 1)), 0).astype(jnp.int32)
 
 
+GUARDED_FIELDS = ('params', 'opt_state', 'centers', 'center_opt_state', 'grad_norm_sum',
+                  'clipped_steps')
+
+
 def guard_divergence(state, updated, code):
   """`updated` (the state after a step) where the run is healthy; else `state` with its
   step advanced and, the first time, the step and `code` of the divergence recorded: a
@@ -132,23 +148,27 @@ def guard_divergence(state, updated, code):
   keep_if_healthy = lambda new, old: jax.tree.map(lambda n, o: jnp.where(healthy, n, o),
                                                   new, old)
   return state.replace(
-      params=keep_if_healthy(updated.params, state.params),
-      opt_state=keep_if_healthy(updated.opt_state, state.opt_state),
-      centers=keep_if_healthy(updated.centers, state.centers),
-      center_opt_state=keep_if_healthy(updated.center_opt_state, state.center_opt_state),
+      **{f: keep_if_healthy(getattr(updated, f), getattr(state, f)) for f in GUARDED_FIELDS},
       step=state.step + 1,
       diverged_at=jnp.where(diverges_now, state.step + 1, state.diverged_at),
       diverged_code=jnp.where(diverges_now, code, state.diverged_code))
 
 
 def train_step(setup, state, batch, hparams):
-  """(setup, state, batch, hparams) -> (state, aux): one step of one run, pure."""
+  """(setup, state, batch, hparams) -> (state, aux): one step of one run, pure. aux holds
+  `losses.joint_loss`'s terms and `grad_norm`, the network gradient's global norm before
+  the clip; the state counts the steps the clip engaged."""
   grads, center_grads, aux, features = loss_and_grads(setup, state, batch, hparams['lam'])
   centers, center_opt_state = update_centers(setup, state, features, batch['label'],
                                              center_grads, hparams)
   params, opt_state = update_params(setup, state, grads, hparams['learning_rate'])
+  grad_norm = optax.global_norm(grads)
+  clipped = (grad_norm > setup.grad_clip_norm) if setup.grad_clip_norm else False
+  aux = {**aux, 'grad_norm': grad_norm}
   updated = state.replace(params=params, opt_state=opt_state, centers=centers,
-                          center_opt_state=center_opt_state)
+                          center_opt_state=center_opt_state,
+                          grad_norm_sum=state.grad_norm_sum + grad_norm,
+                          clipped_steps=state.clipped_steps + jnp.int32(clipped))
   code = divergence_code(aux['loss'], features, centers, params)
   return guard_divergence(state, updated, code), aux
 
@@ -175,7 +195,7 @@ def train_steps(setup, strategy, batch_size, augment_shift, mesh, num_steps, unr
   per_epoch = images.shape[0] // batch_size
 
   def body(states, step):
-    idx = batch_of_epoch(perms[step // per_epoch - first_epoch], step, per_epoch, batch_size)
+    idx = batches.batch_of_epoch(perms[step // per_epoch - first_epoch], step, per_epoch, batch_size)
     batch = {'image': images[idx], 'label': labels[idx]}
     if augment_shift:
       batch['image'] = datasets.random_shift(
@@ -188,28 +208,20 @@ def train_steps(setup, strategy, batch_size, augment_shift, mesh, num_steps, unr
   return jax.lax.scan(body, states, start_step + jnp.arange(num_steps), unroll=unroll)
 
 
-def epoch_permutation(data_key, epoch, num_examples):
-  """The order of the examples in `epoch`: a permutation seeded by (data_key, epoch)."""
-  return jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples)
-
-
-def batch_indices_at(data_key, step, num_examples, batch_size):
-  """Indices of the batch at `step` (0-based): epochs of `epoch_permutation`, last
-  partial batch dropped. A pure function of the step, so a resumed run sees exactly the
-  batches an uninterrupted one would."""
-  per_epoch = num_examples // batch_size
-  perm = epoch_permutation(data_key, step // per_epoch, num_examples)
-  return batch_of_epoch(perm, step, per_epoch, batch_size)
-
-
-def batch_of_epoch(perm, step, per_epoch, batch_size):
-  """The slice of an epoch's order `perm` that is the batch at `step`."""
-  return jax.lax.dynamic_slice_in_dim(perm, (step % per_epoch) * batch_size, batch_size)
-
-
-def data_key_of(seed):
-  """The data-order key of a seed (independent of the init key)."""
-  return jax.random.fold_in(jax.random.key(seed), 0x0da7a)
+def init_state(setup, image_shape, num_classes, feature_size, init_scale, seed):
+  """A fresh TrainState from `seed`: params, and centers uniform in +-`init_scale` (0:
+  zeros, the Caffe layer's default; 0.05: a Keras `Embedding`'s default)."""
+  init_rng, centers_rng, state_rng = jax.random.split(jax.random.key(seed), 3)
+  dummy = jnp.zeros((1,) + tuple(image_shape), jnp.uint8)
+  params = setup.model.init(init_rng, dummy)['params']
+  centers = jax.random.uniform(centers_rng, (num_classes, feature_size), jnp.float32,
+                               -init_scale, init_scale)
+  return TrainState(
+      params=params, opt_state=setup.tx.init(params), centers=centers,
+      center_opt_state=setup.center_tx.init(centers) if setup.center_tx else (),
+      step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(state_rng),
+      diverged_at=jnp.zeros((), jnp.int32), diverged_code=jnp.zeros((), jnp.int32),
+      grad_norm_sum=jnp.zeros((), jnp.float32), clipped_steps=jnp.zeros((), jnp.int32))
 
 
 class Trainer:
@@ -234,30 +246,21 @@ class Trainer:
     self._chunks = {}
 
   def init(self, seed):
-    """A fresh state from `seed`: params, and centers uniform in +-`centers.init_scale`
-    (0: zeros, the Caffe layer's default; 0.05: a Keras `Embedding`'s default)."""
-    init_rng, centers_rng, state_rng = jax.random.split(jax.random.key(seed), 3)
-    dummy = jnp.zeros((1,) + self.image_shape, jnp.uint8)
-    params = self.setup.model.init(init_rng, dummy)['params']
-    scale = self.config.centers.init_scale
-    centers = jax.random.uniform(centers_rng, (self.num_classes, self.feature_size),
-                                 jnp.float32, -scale, scale)
-    center_tx = self.setup.center_tx
-    return TrainState(
-        params=params, opt_state=self.setup.tx.init(params), centers=centers,
-        center_opt_state=center_tx.init(centers) if center_tx else (),
-        step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(state_rng),
-        diverged_at=jnp.zeros((), jnp.int32), diverged_code=jnp.zeros((), jnp.int32))
+    """A fresh state from `seed` (`init_state`), op by op: each op compiles once per
+    process and shape, which costs less over a sweep than one program per Trainer."""
+    return init_state(self.setup, self.image_shape, self.num_classes, self.feature_size,
+                      self.config.centers.init_scale, seed)
 
   def init_group(self, seeds):
     """States of several runs stacked on a leading model axis."""
     return stack([self.init(s) for s in seeds])
 
   def hparams(self, lam, alpha, learning_rate=None):
-    """The traced hyperparameters of one run, as float32 scalars."""
+    """The traced hyperparameters of one run, as float32 scalars (alpha None, as in
+    `gradient` mode where it plays no part: 0)."""
     if learning_rate is None:
       learning_rate = self.config.optimizer.learning_rate
-    return {'lam': jnp.float32(lam), 'alpha': jnp.float32(alpha),
+    return {'lam': jnp.float32(lam), 'alpha': jnp.float32(alpha or 0.0),
             'learning_rate': jnp.float32(learning_rate)}
 
   def _compiled_chunk(self, num_steps):
@@ -273,7 +276,7 @@ class Trainer:
 
   def train_chunk(self, states, hparams, data, start_step, num_steps):
     """Advances a group `num_steps` steps from `start_step`; returns (states, aux) with
-    aux of shape (num_steps, M). `data` is a `DeviceData`. Steps run
+    aux of shape (num_steps, M). `data` is a `batches.DeviceData`. Steps run
     `runtime.steps_per_call` at a time (0: all), each call one compiled program."""
     per_call = self.runtime.steps_per_call or num_steps
     pieces = [per_call] * (num_steps // per_call) + [num_steps % per_call] * bool(
@@ -302,28 +305,6 @@ class Trainer:
     features = np.concatenate([np.asarray(f) for f, _ in outs])[:n]
     logits = np.concatenate([np.asarray(l) for _, l in outs])[:n]
     return features, logits
-
-
-class DeviceData:
-  """A training split on the device(s) and its epoch orders (`epoch_permutation`),
-  drawn on the device once per epoch, not once per step."""
-
-  def __init__(self, images, labels, seed, batch_size, mesh=None):
-    self.images, self.labels = sharding.replicate((jnp.asarray(images), jnp.asarray(labels)),
-                                                  mesh)
-    self.data_key, self.mesh = data_key_of(seed), mesh
-    self.augment_key = sharding.replicate(jax.random.fold_in(self.data_key, 0xa06), mesh)
-    self.steps_per_epoch = self.images.shape[0] // batch_size
-    self._permute = jax.jit(epoch_permutation, static_argnums=2)
-    self._cache = {}
-
-  def permutation(self, epoch):
-    if epoch not in self._cache:
-      if len(self._cache) > 8:
-        self._cache.pop(min(self._cache))
-      perm = self._permute(self.data_key, epoch, self.images.shape[0])
-      self._cache[epoch] = sharding.replicate(perm, self.mesh)
-    return self._cache[epoch]
 
 
 def stack(trees):

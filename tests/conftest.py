@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from cl_research import batches
 from cl_research import configs
 from cl_research import data
 from cl_research import runtime
@@ -35,7 +36,7 @@ def make_trainer(config, feature_size=2, mesh=None, image_shape=(28, 28, 1)):
 
 def device_data(trainer, dataset, seed):
   """`dataset`'s training split on the trainer's devices, in the order of `seed`."""
-  return train.DeviceData(dataset.train_images, dataset.train_labels, seed,
+  return batches.DeviceData(dataset.train_images, dataset.train_labels, seed,
                           trainer.config.batch_size, trainer.mesh)
 
 
@@ -76,6 +77,9 @@ def idx_dir(tmp_path):
     write_idx(os.path.join(folder, data.IDX_FILES[f'{split}_labels']),
               getattr(ds, f'{split}_labels'))
   return folder
+
+
+runtime.enable_compilation_cache()  # as the command line does (same programs, same numbers)
 
 
 @pytest.fixture(autouse=True)

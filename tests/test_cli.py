@@ -66,6 +66,13 @@ BAD_INPUTS = [
     (['--config', 'sweep:smoke', '--config.data.augment_shift=20'], 'data.augment_shift=20'),
     (['--config', 'sweep:smoke', '--config.data.name=fashion_mnist',
       '--config.data.source=bundled'], 'exists only for mnist'),
+    (['--config', 'sweep:smoke', '--config.centers.mode=gradient',
+      '--config.sweep.alpha=(0.1, 0.5)'], "with centers.mode='gradient' give one value"),
+    (['--config', 'sweep:smoke', '--config.data.source=bundled',
+      '--config.data.holdout_classes=(9,)'], 'need at least 2 held-out classes'),
+    (['--config', 'sweep:smoke', '--config.data.source=bundled', '--config.data.num_train=0',
+      '--config.batch_size=1000', '--config.data.holdout_classes=(0, 1, 2, 3, 4, 5, 6, 7)'],
+     '800 training examples are left'),
 ]
 
 
@@ -99,6 +106,14 @@ def test_bad_input_leaves_an_existing_workdir_untouched(tmp_path, capsys):
   capsys.readouterr()
   assert os.listdir(workdir) == ['summary.csv']
   assert (workdir / 'summary.csv').read_text() == 'earlier results\n'
+
+
+def test_gradient_mode_runs_carry_no_alpha():
+  config, _, _ = run.parse(['x', '--config', 'seed', '--config.sweep.lam=(0.0, 0.4)'])
+  points = configs.expand_runs(config)
+  assert [p['alpha'] for p in points] == [None, None]
+  assert [configs.run_name(p) for p in points] == ['lam=0_d=32_seed=0', 'lam=0.4_d=32_seed=0']
+  assert configs.describe_point(points[1]) == 'lambda=0.4, d=32, seed=0'
 
 
 def test_config_by_path_with_argument_and_default_workdir():

@@ -111,3 +111,25 @@ def test_fashion_mnist_without_files_or_network_is_an_error(monkeypatch, tmp_pat
                           'data.data_dir': str(tmp_path)})
   with pytest.raises(data.DataError, match='cannot be had offline'):
     data.resolve_source(config.data)
+
+
+def test_num_train_is_a_seeded_stratified_subset_the_same_everywhere():
+  labels = np.repeat(np.arange(10), [900, 1100, 950, 1050, 1000, 1000, 980, 1020, 1000, 1000])
+  rng = np.random.default_rng(5)
+  labels = labels[rng.permutation(len(labels))]  # an unsorted split, like tfds' order
+  keep = data.stratified_subset(labels, 1000, seed=0)
+  assert len(keep) == len(set(keep.tolist())) == 1000 and np.all(np.diff(keep) > 0)
+  counts = np.bincount(labels[keep], minlength=10)
+  np.testing.assert_allclose(counts, np.bincount(labels) / 10, atol=1)
+  np.testing.assert_array_equal(keep, data.stratified_subset(labels, 1000, seed=0))
+  assert not np.array_equal(keep, data.stratified_subset(labels, 1000, seed=1))
+  # the first 1,000 in this order, which a prefix would keep, are not stratified
+  assert np.ptp(np.bincount(labels[:1000], minlength=10)) > np.ptp(counts)
+
+
+def test_num_train_is_taken_after_held_out_classes_are_removed():
+  config = tiny_config(**{'data.source': 'bundled', 'data.num_train': 400,
+                          'data.holdout_classes': (8, 9)})
+  ds = data.load(config.data)
+  assert len(ds.train_labels) == 400 and not set(ds.train_labels.tolist()) & {8, 9}
+  assert np.ptp(np.bincount(ds.train_labels, minlength=8)[:8]) <= 1

@@ -12,6 +12,7 @@ import jax
 import numpy as np
 import pytest
 
+from cl_research import batches
 from cl_research import local_processes
 from cl_research import runtime
 from cl_research import train
@@ -95,10 +96,13 @@ def read_summary(path):
 
 def test_two_processes_give_the_sweep_of_one(tmp_path):
   """jax.distributed processes give the numbers of one process exactly; local pinned
-  processes (one thread each, so other summation orders) give them to float rounding."""
+  processes (one thread each, so other summation orders) give them to float rounding.
+  Four steps: training amplifies last-bit differences, to about 1% of the smoke net's
+  features after 20 steps."""
   common = [sys.executable, '-m', 'cl_research.run', '--config', 'sweep:smoke',
             '--config.sweep.lam=(0.0, 1.0)', '--config.sweep.feature_size=(2,)',
-            '--config.data.source=bundled', '--config.model.kernels=xla']
+            '--config.data.source=bundled', '--config.model.kernels=xla',
+            '--config.num_steps=4']
   env = dict(os.environ, PYTHONPATH=ROOT)
   single = subprocess.run(common + [f'--workdir={tmp_path / "one"}'], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=600)
@@ -176,7 +180,7 @@ def test_batches_follow_the_reference_order_whatever_the_steps_per_call():
   data = device_data(trainer, DATA, 3)
   for step in (0, 3, 4, 9):
     perm = data.permutation(step // data.steps_per_epoch)
-    expected = train.batch_indices_at(train.data_key_of(3), step, 128, config.batch_size)
+    expected = batches.batch_indices_at(batches.data_key_of(3), step, 128, config.batch_size)
     start = (step % data.steps_per_epoch) * config.batch_size
     np.testing.assert_array_equal(perm[start:start + config.batch_size], expected)
   results = []

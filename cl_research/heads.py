@@ -1,0 +1,127 @@
+"""Classifier heads: how logits are made from features, for the cross-entropy.
+
+Pure functions, safe under `jit`, `grad` and `vmap`; their hyperparameters (scale,
+margins, SphereFace's lambda) are arrays, so they can be traced and swept without
+recompiling. Gradients stay finite where a feature is parallel or antiparallel to a
+class weight (cos = +-1, where arccos has an infinite derivative) and where a feature is
+zero.
+
+| head       | target logit (others: s cos theta_j)        | source                        |
+| softmax    | W_y^T x + b_y (others W_j^T x + b_j)        | -                             |
+| normface   | s cos theta_y                               | Wang et al. 2017 (NormFace)   |
+| cosface    | s (cos theta_y - m)                         | Wang et al. 2018 (CosFace / AM-Softmax) |
+| arcface    | s cos(theta_y + m)                          | Deng et al. 2019 (ArcFace)    |
+| combined   | s (cos(m1 theta_y + m2) - m3)               | insightface `CombinedMarginLoss` |
+| sphereface | ||x|| psi(theta_y) (others ||x|| cos theta_j) | Liu et al. 2017 (SphereFace)  |
+
+theta_j is the angle between the feature x and the class weight W_j (a column of the
+D x C classifier kernel); the margin heads normalise both, SphereFace only W.
+"""
+
+import jax
+import jax.numpy as jnp
+
+HEADS = ('softmax', 'normface', 'cosface', 'arcface', 'combined', 'sphereface')
+NORMALIZED = ('normface', 'cosface', 'arcface', 'combined')  # logits s cos theta
+ANGULAR = NORMALIZED + ('sphereface',)  # no bias; the class weights are directions
+_EPS = 1e-12  # floor of squared norms: a zero vector normalises to zero, gradients finite
+_COS_LIMIT = 1.0 - 1e-6  # arccos' derivative is finite inside (-1, 1)
+
+
+def l2_normalize(x, axis=-1):
+  """x / ||x|| along `axis`; a zero vector stays zero with a finite gradient."""
+  return x * jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=axis, keepdims=True), _EPS))
+
+
+def safe_norm(x, axis=-1):
+  """||x|| along `axis`, with a finite gradient at x = 0."""
+  return jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=axis), _EPS))
+
+
+def cosine_logits(features_BxD, weights_DxC):
+  """cos theta (B x C) between each feature and each class weight (a column of W)."""
+  return l2_normalize(features_BxD, -1) @ l2_normalize(weights_DxC, 0)
+
+
+def _angle(cos):
+  return jnp.arccos(jnp.clip(cos, -_COS_LIMIT, _COS_LIMIT))
+
+
+def _with_target(logits_BxC, target_B, labels_B):
+  onehot = jax.nn.one_hot(labels_B, logits_BxC.shape[-1], dtype=bool)
+  return jnp.where(onehot, target_B[:, None], logits_BxC)
+
+
+def margin_logits(cos_BxC, labels_B, scale, m1=1.0, m2=0.0, m3=0.0):
+  """insightface's combined margin: s (cos(m1 theta_y + m2) - m3) for the target class,
+  s cos theta_j for the others. (1, 0, 0) is NormFace, (1, 0, m) CosFace, (1, m, 0)
+  ArcFace. Where m1 theta_y + m2 passes pi, cos(. + m2) would rise again and reward a
+  worse angle, so the target uses insightface's linear extension
+  `cos(m1 theta_y) - m2 sin(m2)` there (their `target_logit - sinmm` with
+  `th = cos(pi - m)`, `mm = sin(pi - m) m`). With m1 = 1 and m2 = 0 no arccos is taken,
+  so CosFace and NormFace are exact."""
+  cos_y = jnp.take_along_axis(cos_BxC, labels_B[:, None], axis=-1)[:, 0]
+  theta = _angle(cos_y)
+  angular = m1 * theta + m2
+  cos_m1 = jnp.where(m1 == 1.0, cos_y, jnp.cos(m1 * theta))
+  margined = jnp.where(angular <= jnp.pi, jnp.cos(angular), cos_m1 - m2 * jnp.sin(m2))
+  target = jnp.where((m1 == 1.0) & (m2 == 0.0), cos_y, margined) - m3
+  return scale * _with_target(cos_BxC, target, labels_B)
+
+
+def sphereface_psi(theta, m):
+  """SphereFace's psi(theta) = (-1)^k cos(m theta) - 2k, k = floor(m theta / pi):
+  decreasing on [0, pi] for integer m, equal to cos theta at m = 1."""
+  k = jnp.floor(m * theta / jnp.pi)
+  sign = 1.0 - 2.0 * jnp.mod(k, 2.0)
+  return sign * jnp.cos(m * theta) - 2.0 * k
+
+
+def sphereface_lambda(step, base=1000.0, gamma=0.12, power=1.0, lambda_min=5.0):
+  """The annealing weight of the official SphereFace prototxt:
+  max(lambda_min, base (1 + gamma step)^(-power))."""
+  return jnp.maximum(lambda_min, base * (1.0 + gamma * step) ** (-power))
+
+
+def sphereface_logits(features_BxD, weights_DxC, labels_B, m, lam_a):
+  """A-Softmax (Liu et al. 2017, wy1iu/sphereface): class weights normalised, no bias,
+  the feature's norm kept: logits ||x|| cos theta_j, and for the target class the
+  annealed `(lam_a ||x|| cos theta_y + ||x|| psi(theta_y)) / (1 + lam_a)`. As lam_a
+  grows this tends to a bias-free softmax over normalised class weights."""
+  norm_B = safe_norm(features_BxD)
+  cos_BxC = cosine_logits(features_BxD, weights_DxC)
+  cos_y = jnp.take_along_axis(cos_BxC, labels_B[:, None], axis=-1)[:, 0]
+  psi = sphereface_psi(_angle(cos_y), m)
+  target = norm_B * (lam_a * cos_y + psi) / (1.0 + lam_a)
+  return _with_target(norm_B[:, None] * cos_BxC, target, labels_B)
+
+
+def training_logits(head, features_BxD, classifier, labels_B, hparams, step):
+  """The logits the cross-entropy sees during training. `classifier` is the model's
+  classifier params ({'kernel': D x C, 'bias': C} for softmax); `hparams` holds the
+  traced `scale`, `margin` (m2 of ArcFace, m3 of CosFace, m of SphereFace), `m1`,
+  `m2`, `m3` (combined) and SphereFace's annealing constants."""
+  if head == 'softmax':
+    return features_BxD @ classifier['kernel'] + classifier['bias']
+  kernel = classifier['kernel']
+  if head == 'sphereface':
+    lam_a = sphereface_lambda(step, hparams['sphereface_base'], hparams['sphereface_gamma'],
+                              hparams['sphereface_power'], hparams['sphereface_lambda_min'])
+    return sphereface_logits(features_BxD, kernel, labels_B, hparams['margin'], lam_a)
+  cos = cosine_logits(features_BxD, kernel)
+  margins = {'normface': (1.0, 0.0, 0.0), 'cosface': (1.0, 0.0, hparams['margin']),
+             'arcface': (1.0, hparams['margin'], 0.0),
+             'combined': (hparams['m1'], hparams['m2'], hparams['m3'])}[head]
+  return margin_logits(cos, labels_B, hparams['scale'], *margins)
+
+
+def inference_logits(head, features_BxD, classifier, scale=1.0):
+  """Logits without margins, for predicting a class: the softmax layer's, s cos theta
+  for the normalised heads, ||x|| cos theta for SphereFace (argmax is the closest class
+  weight by angle for every angular head)."""
+  if head == 'softmax':
+    return features_BxD @ classifier['kernel'] + classifier['bias']
+  cos = cosine_logits(features_BxD, classifier['kernel'])
+  if head == 'sphereface':
+    return safe_norm(features_BxD)[:, None] * cos
+  return scale * cos

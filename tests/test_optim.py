@@ -1,0 +1,40 @@
+"""The learning-rate schedule and weight decay as the Caffe solver and prototxt define them."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cl_research import models
+from cl_research import optim
+from tests.conftest import tiny_config
+
+
+@pytest.mark.parametrize('warmup_frac', [0.0, 0.1])
+def test_decays_fall_at_their_fractions_whatever_the_warmup(warmup_frac):
+  config = tiny_config(**{'optimizer.warmup_frac': warmup_frac})
+  schedule = optim.relative_schedule(config.optimizer, 10_000)
+  value = lambda step: float(schedule(jnp.int32(step)))
+  assert value(4_999) == pytest.approx(1.0) and value(5_000) == pytest.approx(0.8)
+  assert value(7_999) == pytest.approx(0.8) and value(8_000) == pytest.approx(0.64)
+  if warmup_frac:
+    assert value(0) == 0.0 and value(500) == pytest.approx(0.5)
+    assert value(1_000) == pytest.approx(1.0)
+
+
+def test_weight_decay_spares_biases_as_the_caffe_prototxt():
+  model = models.LeNetsPP(channels=(2, 2, 2), feature_prelu=True)
+  shapes = model.init(jax.random.key(0), jnp.zeros((1, 28, 28, 1), jnp.uint8))['params']
+  params = jax.tree.map(jnp.ones_like, shapes)
+  for decay_biases in (False, True):
+    config = tiny_config(**{'optimizer.decay_biases': decay_biases,
+                            'optimizer.momentum': 0.0, 'optimizer.weight_decay': 0.1})
+    tx = optim.make_optimizer(config.optimizer, 100)
+    updates, _ = tx.update(jax.tree.map(jnp.zeros_like, params), tx.init(params), params)
+    names = set()
+    for path, update in jax.tree_util.tree_flatten_with_path(updates)[0]:
+      name = path[-1].key
+      names.add(name)
+      decayed = name != 'bias' or decay_biases  # weights and PReLU slopes always
+      np.testing.assert_allclose(update, -0.1 if decayed else 0.0, err_msg=str(path))
+    assert names == {'kernel', 'bias', 'slope'}

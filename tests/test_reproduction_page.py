@@ -1,0 +1,47 @@
+"""docs/regenerate.py: the page's statements come from paired comparisons over seeds, and
+a run two figures share must have the same numbers in both."""
+
+import importlib.util
+import os
+
+from cl_research import outputs
+from tests.conftest import REPO
+
+spec = importlib.util.spec_from_file_location(
+    'regenerate', os.path.join(REPO, 'docs', 'regenerate.py'))
+regenerate = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(regenerate)
+
+
+def row(lam, seed, ratio, cosine, l2, alpha=0.5):
+  r = dict.fromkeys(outputs.SUMMARY_COLUMNS, '')
+  r.update(name=f'lam={lam:g}_alpha={alpha:g}_d=2_seed={seed}', lam=str(lam),
+           alpha=str(alpha), seed=str(seed), status='complete', test_intra_inter=str(ratio),
+           test_accuracy='0.96', verification_accuracy=str(cosine),
+           verification_accuracy_l2=str(l2), final_loss='0.1')
+  return r
+
+
+def test_a_run_shared_by_two_figures_must_match():
+  a = [row(0.0, 0, 0.07, 0.95, 0.81)]
+  b = [row(0.0, 0, 0.0669, 0.949, 0.815)]
+  found = regenerate.inconsistencies({'fig2': a, 'fig5': b})
+  assert {(name, k) for name, _, _, k in found} >= {
+      ('lam=0_alpha=0.5_d=2_seed=0', 'test_intra_inter'),
+      ('lam=0_alpha=0.5_d=2_seed=0', 'verification_accuracy')}
+  assert not regenerate.inconsistencies({'fig2': a, 'fig5': [dict(a[0])]})
+
+
+def test_findings_are_paired_over_seeds_with_intervals():
+  fig3 = [row(lam, s, ratio + 0.001 * s, 0.9, 0.9)
+          for lam, ratio in ((0.001, 0.05), (0.01, 0.03)) for s in range(3)]
+  fig5 = [row(0.0, s, 0.07, 0.940 + 0.01 * s, 0.80) for s in range(3)]
+  # lambda 0.01: cosine clearly lower (-3 pt every seed), L2 clearly higher; 0.001: noise
+  fig5 += [row(0.01, s, 0.03, 0.910 + 0.01 * s, 0.90 + 0.001 * s) for s in range(3)]
+  fig5 += [row(0.001, s, 0.05, (0.95, 0.93, 0.97)[s], 0.80 + 0.01 * (s - 1)) for s in range(3)]
+  text = regenerate.findings({'fig2': fig5[:3], 'fig3': fig3, 'fig5': fig5})
+  assert 'it falls at **1 of 1** steps' in text
+  assert 'over 3 seeds' in text and 'n=3' in text
+  cosine, l2 = [line for line in text.splitlines() if 'Fig. 5 (a)' in line]
+  assert '**0 are higher, 1 lower, 1 not clearly different**' in cosine
+  assert '**1 are higher, 0 lower, 1 not clearly different**' in l2
