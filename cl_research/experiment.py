@@ -176,7 +176,8 @@ def clip_record(state, clip_norm):
   enlarges the norm also shrinks the softmax part of it)."""
   steps = max(int(state.step), 1)
   return {'clip_fraction': int(state.clipped_steps) / steps if clip_norm else 0.0,
-          'mean_grad_norm': float(state.grad_norm_sum) / steps}
+          'mean_grad_norm': float(state.grad_norm_sum) / steps,
+          'max_grad_norm': float(state.grad_norm_max)}
 
 
 def write_run(trainer, dataset, config, workdir, point, state, last, snapshots, wall_s,

@@ -36,7 +36,7 @@ SUMMARY_COLUMNS = (('name', 'status', 'diverged_step', 'diverged_quantity', 'lam
                     'feature_size', 'seed', 'data_source', 'data_detail', 'num_train',
                     'num_test', 'num_steps') + RESULT_METRICS +
                    ('final_loss', 'final_softmax_loss', 'final_center_loss', 'clip_fraction',
-                    'mean_grad_norm', 'wall_s'))
+                    'mean_grad_norm', 'max_grad_norm', 'wall_s'))
 FINISHED = ('complete', 'diverged')
 
 

@@ -49,6 +49,7 @@ class TrainState:
   diverged_at: jax.Array  # 0 while finite; else the step whose update went non-finite
   diverged_code: jax.Array  # 0 while finite; else 1 + index into DIVERGED_QUANTITIES
   grad_norm_sum: jax.Array  # sum over healthy steps of the pre-clip gradient norm
+  grad_norm_max: jax.Array  # and its largest value
   clipped_steps: jax.Array  # healthy steps whose gradient the clip shrank
 
 
@@ -136,7 +137,7 @@ def divergence_code(loss, features, centers, params):
 
 
 GUARDED_FIELDS = ('params', 'opt_state', 'centers', 'center_opt_state', 'grad_norm_sum',
-                  'clipped_steps')
+                  'grad_norm_max', 'clipped_steps')
 
 
 def guard_divergence(state, updated, code):
@@ -168,6 +169,7 @@ def train_step(setup, state, batch, hparams):
   updated = state.replace(params=params, opt_state=opt_state, centers=centers,
                           center_opt_state=center_opt_state,
                           grad_norm_sum=state.grad_norm_sum + grad_norm,
+                          grad_norm_max=jnp.maximum(state.grad_norm_max, grad_norm),
                           clipped_steps=state.clipped_steps + jnp.int32(clipped))
   code = divergence_code(aux['loss'], features, centers, params)
   return guard_divergence(state, updated, code), aux
@@ -221,7 +223,8 @@ def init_state(setup, image_shape, num_classes, feature_size, init_scale, seed):
       center_opt_state=setup.center_tx.init(centers) if setup.center_tx else (),
       step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(state_rng),
       diverged_at=jnp.zeros((), jnp.int32), diverged_code=jnp.zeros((), jnp.int32),
-      grad_norm_sum=jnp.zeros((), jnp.float32), clipped_steps=jnp.zeros((), jnp.int32))
+      grad_norm_sum=jnp.zeros((), jnp.float32), grad_norm_max=jnp.zeros((), jnp.float32),
+      clipped_steps=jnp.zeros((), jnp.int32))
 
 
 class Trainer:
