@@ -27,8 +27,8 @@ import numpy as np
 
 from cl_research import batches
 from cl_research import configs
+from cl_research import groups
 from cl_research import runtime
-from cl_research import train
 
 BATCH = 128
 
@@ -39,7 +39,7 @@ def project_trainer(strategy='auto', channels=(32, 64, 128), kernels='auto'):
   config.model.kernels = kernels
   config.batch_size = BATCH
   config.parallel.group_strategy = strategy
-  return train.Trainer(config, feature_size=2, num_classes=10, image_shape=(28, 28, 1),
+  return groups.Trainer(config, feature_size=2, num_classes=10, image_shape=(28, 28, 1),
                        runtime=runtime.resolve(config))
 
 
@@ -69,7 +69,7 @@ def time_group(trainer, k, num_steps):
   """Seconds per step of a K-member group through the training path (`train_chunk`:
   data on the device, shuffled and batched in the compiled program)."""
   states = trainer.init_group(list(range(k)))
-  hparams = train.stack([trainer.hparams(lam, 0.5) for lam in np.linspace(0.0, 1.0, k)])
+  hparams = groups.stack([trainer.hparams(lam, 0.5) for lam in np.linspace(0.0, 1.0, k)])
   data = fake_data(trainer)
   step = [0]
 
@@ -215,7 +215,7 @@ def main():
   parser.add_argument('--steps', type=int, default=20)
   parser.add_argument('--groups', default='1,2,4,8,16')
   parser.add_argument('--strategies', default='vmap,unroll',
-                      help='group strategies to time (see cl_research.train.group_step)')
+                      help='group strategies to time (see cl_research.groups.group_step)')
   parser.add_argument('--repeats', type=int, default=3,
                       help='turns of project and PyTorch for the single-model figures')
   parser.add_argument('--torch-only', action='store_true', help=argparse.SUPPRESS)

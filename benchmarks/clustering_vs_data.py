@@ -21,9 +21,9 @@ import os
 import statistics
 import tempfile
 
-from cl_research import configs
 from cl_research import experiment
 from cl_research import run
+from cl_research import validation
 
 
 def sweep_config(num_train, seeds, overrides):
@@ -32,7 +32,7 @@ def sweep_config(num_train, seeds, overrides):
           '--config.sweep.feature_size=(2,)', f'--config.sweep.seed={tuple(seeds)}',
           '--config.eval.verification_pairs=0', f'--config.data.num_train={num_train}']
   config, _, _ = run.parse(argv + overrides)
-  configs.validate(config)
+  validation.validate(config)
   return config
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from cl_research import batches
 from cl_research import configs
+from cl_research import groups
 from cl_research import runtime
 from cl_research import train
 
@@ -34,7 +35,7 @@ def main():
   images = rng.integers(0, 255, (4000, 28, 28, 1), dtype=np.uint8)
   labels = rng.integers(0, 10, 4000).astype(np.int32)
   config = configs.apply_cpu(configs.base_config())
-  trainer = train.Trainer(config, 2, 10, (28, 28, 1), runtime.resolve(config))
+  trainer = groups.Trainer(config, 2, 10, (28, 28, 1), runtime.resolve(config))
   hparams = trainer.hparams(0.1, 0.5)
   batch = {'image': images[:64], 'label': labels[:64]}
 
@@ -55,12 +56,12 @@ def main():
   print(f'rolled lax.scan:          {per_step_ms(rolled):.1f} ms/step', flush=True)
   for per_call in (1, 2, 10):
     config.parallel.steps_per_call = per_call
-    chunked = train.Trainer(config, 2, 10, (28, 28, 1), runtime.resolve(config))
+    chunked = groups.Trainer(config, 2, 10, (28, 28, 1), runtime.resolve(config))
     data = batches.DeviceData(images, labels, 0, config.batch_size)
 
     def chunk(n, chunked=chunked, data=data):
       states = chunked.init_group([0])
-      jax.block_until_ready(chunked.train_chunk(states, train.stack([hparams]), data, 0, n))
+      jax.block_until_ready(chunked.train_chunk(states, groups.stack([hparams]), data, 0, n))
     print(f'train_chunk, {per_call:2d} steps per program: {per_step_ms(chunk):.1f} ms/step',
           flush=True)
 

@@ -46,3 +46,70 @@ def verdict(comparison):
   if comparison['n'] > 1 and comparison['ci95_high'] < 0:
     return 'lower'
   return 'no clear difference'
+
+
+def setting_of(result, axes):
+  """The values of `axes` in a run's result: its setting (every swept value but the
+  seed). Lists, as JSON stores tuples, become tuples."""
+  return tuple(tuple(v) if isinstance(v, list) else v for v in (result.get(a) for a in axes))
+
+
+def by_setting(results, axes, metrics):
+  """One row per setting: the setting's values, `n` (complete runs), `diverged` (left
+  out of the statistics) and, per metric M, M_mean, M_std, M_ci95_low, M_ci95_high."""
+  settings = {}
+  for r in results:
+    settings.setdefault(setting_of(r, axes), []).append(r)
+  rows = []
+  for setting, runs in settings.items():
+    done = [r for r in runs if r['status'] == 'complete']
+    row = {**dict(zip(axes, setting)), 'n': len(done),
+           'diverged': sum(r['status'] == 'diverged' for r in runs)}
+    for m in metrics:
+      values = [r.get(m) for r in done]
+      row[f'{m}_mean'], row[f'{m}_std'], row[f'{m}_ci95_low'], row[f'{m}_ci95_high'] = (
+          mean_interval([v for v in values if isinstance(v, (int, float))]))
+    rows.append(row)
+  return rows
+
+
+def parse_baseline(spec):
+  """'lam=0' -> ('lam', 0.0); 'head=softmax' -> ('head', 'softmax')."""
+  key, _, value = spec.partition('=')
+  try:
+    return key, float(value)
+  except ValueError:
+    return key, value
+
+
+def comparisons(results, axes, metrics, baseline='lam=0', label=None, resolve=None):
+  """Each setting against its baseline (the same setting with `baseline`'s value), paired
+  by seed over the runs complete in both: rows of metric, setting, baseline, n,
+  mean_diff, ci95_low, ci95_high, p_value. `label(setting dict)` names a setting;
+  `resolve(point)` makes the baseline's values what its runs use (e.g. no margin for
+  the softmax head)."""
+  key, value = parse_baseline(baseline)
+  label = label or (lambda s: ', '.join(f'{k}={v}' for k, v in s.items()))
+  resolve = resolve or (lambda point: point)
+  runs = {}
+  for r in results:
+    if r['status'] == 'complete':
+      runs.setdefault(setting_of(r, axes), {})[r['seed']] = r
+  rows = []
+  for setting, by_seed in runs.items():
+    named = dict(zip(axes, setting))
+    if named.get(key) == value:
+      continue
+    base_setting = setting_of(resolve({**named, key: value}), axes)
+    base = runs.get(base_setting)
+    if base is None or base_setting == setting:
+      continue
+    seeds = sorted(set(by_seed) & set(base))
+    for m in metrics:
+      pairs = [(by_seed[s].get(m), base[s].get(m)) for s in seeds]
+      pairs = [(a, b) for a, b in pairs if isinstance(a, (int, float))
+               and isinstance(b, (int, float))]
+      c = paired_difference([a for a, _ in pairs], [b for _, b in pairs])
+      rows.append({'metric': m, 'setting': label(named),
+                   'baseline': label(dict(zip(axes, base_setting))), **c})
+  return rows

@@ -1,24 +1,16 @@
-"""The base config every experiment starts from, its argument parsing, and validation.
+"""The base config every experiment starts from, its sizes (CPU, smoke) and arguments.
 
 Experiments live in `experiments/NAME.py` as `get_config(arg)`; they start from
 `base_config()` and change what they need. Swept values have one home, `config.sweep`:
 every run of an experiment is one point of the product of its tuples.
 """
 
-import itertools
-import math
 
 import ml_collections
 
-from cl_research import data
-from cl_research import kernels
-from cl_research import models
-from cl_research import optim
-from cl_research import sharding
-from cl_research import train
+from cl_research import sweeps
 
-SWEEP_AXES = ('lam', 'alpha', 'feature_size', 'seed')
-FIGURES = ('fig2', 'fig3', 'fig5')
+FIGURES = ('fig2', 'fig3', 'fig5', 'openset')
 
 
 class ConfigError(ValueError):
@@ -33,9 +25,37 @@ def base_config():
   c.sweep.alpha = (0.5,)  # center update rate of ECCV16 Eq. 4 (`paper` mode only)
   c.sweep.feature_size = (2,)
   c.sweep.seed = (0,)  # init and data order
+  # The loss axes: empty takes config.loss's value (cl_research.sweeps).
+  c.sweep.head = ()
+  c.sweep.regularizer = ()
+  c.sweep.scale = ()
+  c.sweep.margin = ()
+  c.sweep.holdout = ()  # tuples of classes held out of training; empty: data.holdout_classes
   # A second product grid whose runs are added to the first (ECCV16 Fig. 5 sweeps lambda
   # at one alpha and alpha at one lambda); unused while its tuples are empty.
-  c.sweep_extra = ml_collections.ConfigDict({a: () for a in SWEEP_AXES})
+  c.sweep_extra = ml_collections.ConfigDict({a: () for a in sweeps.SWEEP_AXES})
+  c.grid = ('feature_size', 'lam')  # grid.png's rows and columns (axes of a point)
+
+  # Heads and regularizers (cl_research.heads, cl_research.regularizers); each run's
+  # values are in its point, the rest are traced hyperparameters of every run.
+  c.loss = ml_collections.ConfigDict()
+  c.loss.head = 'softmax'  # softmax | normface | cosface | arcface | combined | sphereface
+  c.loss.regularizer = 'center'  # none | center | contrastive_center | ring | git | island
+  #                                  | normalized_center
+  c.loss.scale = 30.0  # s of normface, cosface, arcface, combined (AM-Softmax's 30)
+  c.loss.cosface_margin = 0.35  # CosFace / AM-Softmax m
+  c.loss.arcface_margin = 0.5  # ArcFace m (radians)
+  c.loss.sphereface_m = 4.0  # SphereFace's integer m
+  c.loss.m1 = 1.0  # the combined head: s (cos(m1 theta + m2) - m3)
+  c.loss.m2 = 0.3
+  c.loss.m3 = 0.2
+  c.loss.sphereface_base = 1000.0  # SphereFace's annealing: max(lambda_min,
+  c.loss.sphereface_gamma = 0.12  #   base (1 + gamma step)^-power)
+  c.loss.sphereface_power = 1.0
+  c.loss.sphereface_lambda_min = 5.0
+  c.loss.contrastive_delta = 1.0  # contrastive-center's delta (Qi & Su)
+  c.loss.git_weight = 10.0  # Git loss's push: lambda_G / lambda_C (0.1 / 0.01 on MNIST)
+  c.loss.island_weight = 10.0  # island loss's lambda_1
 
   c.data = ml_collections.ConfigDict()
   c.data.name = 'mnist'
@@ -45,7 +65,9 @@ def base_config():
   c.data.num_train = 0  # a seeded, class-stratified subset of this size; 0: whole split
   c.data.num_test = 0
   c.data.subset_seed = 0  # which subset num_train / num_test keep
-  c.data.bundled_test_fraction = 0.2
+  c.data.test_fraction = 0.2  # of the bundled digits, or of a tfds train split without test
+  c.data.channels = 0  # 0: as stored; 1: grey; 3: colour (cl_research.data)
+  c.data.image_size = 0  # 0: as stored up to 64 px, else 64; N: N x N
   c.data.holdout_classes = ()  # open-set: removed from training, verification pairs only
   c.data.augment_shift = 0  # training images moved by up to this many pixels; 0: off
 
@@ -75,9 +97,15 @@ def base_config():
   c.centers.unscale_lambda = False  # gradient mode: KaiyangZhou's center step (train.py)
   c.centers.init_scale = 0.0  # centers start uniform in +-init_scale; 0: at the origin
 
+  c.analysis = ml_collections.ConfigDict()
+  # With several seeds, each setting is compared, paired by seed, with the same setting
+  # at each of these values (comparisons.csv): 'lam=0', 'regularizer=none', 'head=softmax'
+  c.analysis.baseline = ('lam=0',)
+
   c.eval = ml_collections.ConfigDict()
   c.eval.verification_pairs = 6000  # LFW-style pairs from the test split; 0: off
-  c.eval.pairs_seed = 0
+  c.eval.pairs_seed = 0  # and of the enrolment images of open-set identification
+  c.eval.enrolment_images = 5  # per held-out class: the mean of these is its template
   c.eval.knn_k = 5
   c.eval.silhouette_samples = 2000
 
@@ -128,6 +156,19 @@ def apply_cpu(c):
   return c
 
 
+def apply_loss_family(c):
+  """The optimizer and head settings under which every head of the loss family trains on
+  2-D features (`experiments/losses.py` says why; docs/losses.md has the measurements):
+  Adam at 2e-3 without weight decay, s 16, CosFace m 0.2, ArcFace m 0.5."""
+  c.optimizer.name = 'adam'
+  c.optimizer.learning_rate = 2e-3
+  c.optimizer.weight_decay = 0.0
+  c.loss.scale = 16.0
+  c.loss.cosface_margin = 0.2
+  c.loss.arcface_margin = 0.5
+  return c
+
+
 FIGURE_ARGS = {'mnist': 'MNIST (the default)', 'fashion_mnist': 'Fashion-MNIST',
                'cpu': 'the 2-core-CPU budget of configs.apply_cpu',
                'smoke': 'seconds, a tiny net (tests)'}
@@ -167,43 +208,6 @@ def apply_smoke(c):
   return c
 
 
-def expand_runs(config):
-  """Every point of `sweep` then of `sweep_extra` (if set), without repeats, in order.
-  In `gradient` center mode alpha plays no part: the points' alpha is None."""
-  points = []
-  for grid in (config.sweep, config.sweep_extra):
-    if not grid.lam:
-      continue
-    for values in itertools.product(*[tuple(grid[a]) for a in SWEEP_AXES]):
-      point = dict(zip(SWEEP_AXES, values))
-      if config.centers.mode == 'gradient':
-        point['alpha'] = None
-      if point not in points:
-        points.append(point)
-  return points
-
-
-def run_name(point):
-  alpha = '' if point['alpha'] is None else f"alpha={point['alpha']:g}_"
-  return f"lam={point['lam']:g}_{alpha}d={point['feature_size']}_seed={point['seed']}"
-
-
-def check_dataset(config, dataset):
-  """Raises ConfigError where the loaded data cannot serve `config` (the checks that need
-  the data: what held-out classes and subsets leave)."""
-  _check(len(dataset.train_labels) >= config.batch_size,
-         f'{len(dataset.train_labels)} training examples are left (data.num_train='
-         f'{config.data.num_train}, data.holdout_classes={tuple(config.data.holdout_classes)}'
-         f'): fewer than batch_size={config.batch_size}')
-
-
-def describe_point(point):
-  """'lambda=0.1, alpha=0.5, d=2, seed=0' for the keys `point` has (alpha None: left out)."""
-  names = {'lam': 'lambda', 'alpha': 'alpha', 'feature_size': 'd', 'seed': 'seed'}
-  return ', '.join(f'{names[k]}={point[k]:g}' if isinstance(point[k], float) else
-                   f'{names[k]}={point[k]}' for k in names if point.get(k) is not None)
-
-
 def json_diff(old, new, prefix=''):
   """'a.b: 1 -> 2, ...' for the leaves that differ between two config dicts."""
   diffs = []
@@ -216,98 +220,3 @@ def json_diff(old, new, prefix=''):
     elif a != b:
       diffs.append(f'{prefix}{key}: {a!r} -> {b!r}')
   return ', '.join(diffs)
-
-
-def _check(ok, message):
-  if not ok:
-    raise ConfigError(message)
-
-
-def _check_choice(value, name, valid):
-  _check(value in valid, f'{name}={value!r} is not one of {", ".join(valid)}')
-
-
-def validate(config):
-  """Raises ConfigError on the first value that cannot work, before any compute. Checks
-  names and values only: whether this machine can run a choice is `cl_research.runtime`'s
-  question."""
-  for axis in SWEEP_AXES:
-    values = config.sweep[axis]
-    _check(isinstance(values, (tuple, list)) and len(values) > 0,
-           f'sweep.{axis}={values!r} must be a non-empty tuple')
-  extra_sizes = {len(config.sweep_extra[a]) > 0 for a in SWEEP_AXES}
-  _check(len(extra_sizes) == 1, 'sweep_extra: set all of lam, alpha, feature_size, seed '
-         'or none of them')
-  if config.centers.mode == 'gradient':
-    alphas = set(config.sweep.alpha) | set(config.sweep_extra.alpha)
-    _check(len(alphas) <= 1, f'sweep.alpha={tuple(config.sweep.alpha)!r} sweeps alpha, which '
-           "only the paper's center update uses; with centers.mode='gradient' give one value "
-           "or use centers.mode='paper'")
-  points = expand_runs(config)
-  for lam in {p['lam'] for p in points}:
-    _check(isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0,
-           f'sweep.lam has {lam!r}: lambda must be a finite number >= 0')
-  for alpha in {p['alpha'] for p in points} - {None}:
-    _check(isinstance(alpha, (int, float)) and 0 < alpha <= 1,
-           f'sweep.alpha has {alpha!r}: alpha must be in (0, 1]')
-  for d in {p['feature_size'] for p in points}:
-    _check(isinstance(d, int) and not isinstance(d, bool) and d >= 1,
-           f'sweep.feature_size has {d!r}: feature size must be an integer >= 1')
-  for seed in {p['seed'] for p in points}:
-    _check(isinstance(seed, int) and seed >= 0,
-           f'sweep.seed has {seed!r}: seeds must be integers >= 0')
-  _check_choice(config.data.name, 'data.name', data.DATASETS)
-  _check_choice(config.data.source, 'data.source', data.SOURCES)
-  _check(config.data.source != 'bundled' or config.data.name == 'mnist',
-         f'data.source=bundled exists only for mnist, not {config.data.name!r}; use '
-         'data.source=auto or tfds')
-  _check_choice(config.model.name, 'model.name', tuple(models.MODELS))
-  _check_choice(config.model.kernels, 'model.kernels', kernels.CHOICES)
-  _check_choice(config.optimizer.name, 'optimizer.name', optim.OPTIMIZERS)
-  _check_choice(config.centers.mode, 'centers.mode', train.CENTER_MODES)
-  _check_choice(config.centers.optimizer, 'centers.optimizer', optim.OPTIMIZERS)
-  _check_choice(config.parallel.group_strategy, 'parallel.group_strategy',
-                train.GROUP_STRATEGIES)
-  _check_choice(config.parallel.shard, 'parallel.shard', sharding.SHARD_MODES)
-  for name in ('max_group_size', 'num_devices', 'num_processes', 'steps_per_call',
-               'local_processes'):
-    _check(config.parallel[name] >= 0, f'parallel.{name}={config.parallel[name]!r} must be '
-           '>= 0 (0: no limit / all / from the environment)')
-  _check(config.checkpoint_every >= 0,
-         f'checkpoint_every={config.checkpoint_every!r} must be >= 0 (0: off)')
-  _check(config.figure in ('',) + FIGURES, f'figure={config.figure!r} is not one of '
-         f'{", ".join(FIGURES)} (or empty)')
-  for c in config.data.holdout_classes:
-    _check(isinstance(c, int) and 0 <= c < 10,
-           f'data.holdout_classes has {c!r}: class ids are integers in [0, 10)')
-  held_out = set(config.data.holdout_classes)
-  _check(len(held_out) <= 8, 'data.holdout_classes: keep at least 2 classes for training')
-  _check(len(held_out) != 1 or not config.eval.verification_pairs,
-         f'data.holdout_classes={tuple(config.data.holdout_classes)!r} holds one class; '
-         'open-set verification pairs need at least 2 held-out classes (or '
-         'eval.verification_pairs=0)')
-  shift = config.data.augment_shift
-  _check(isinstance(shift, int) and 0 <= shift <= 13, f'data.augment_shift={shift!r} must '
-         'be an integer number of pixels in [0, 13] (0: off)')
-  _check(config.centers.init_scale >= 0,
-         f'centers.init_scale={config.centers.init_scale!r} must be >= 0')
-  _check(config.snapshot_every >= 0, f'snapshot_every={config.snapshot_every!r} must be >= 0')
-  _check(config.eval.verification_pairs == 0 or config.eval.verification_pairs >= 20,
-         f'eval.verification_pairs={config.eval.verification_pairs!r} must be 0 (off) or '
-         '>= 20 (10 folds)')
-  for name in ('batch_size', 'num_steps', 'log_every', 'plot_max_points'):
-    _check(config[name] >= 1, f'{name}={config[name]!r} must be >= 1')
-  for name in ('num_train', 'num_test', 'subset_seed'):
-    _check(config.data[name] >= 0, f'data.{name}={config.data[name]!r} must be >= 0 '
-           '(num_train, num_test: 0 means the whole split)')
-  _check(config.optimizer.learning_rate > 0,
-         f'optimizer.learning_rate={config.optimizer.learning_rate!r} must be > 0')
-  _check(config.optimizer.grad_clip_norm >= 0,
-         f'optimizer.grad_clip_norm={config.optimizer.grad_clip_norm!r} must be >= 0 (0: off)')
-  _check(0 <= config.optimizer.warmup_frac < 1,
-         f'optimizer.warmup_frac={config.optimizer.warmup_frac!r} must be in [0, 1)')
-  _check(0 < config.data.bundled_test_fraction < 1,
-         f'data.bundled_test_fraction={config.data.bundled_test_fraction!r} must be in (0, 1)')
-  _check(config.data.num_train == 0 or config.data.num_train >= config.batch_size,
-         f'data.num_train={config.data.num_train} is smaller than '
-         f'batch_size={config.batch_size}')

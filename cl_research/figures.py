@@ -9,9 +9,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from cl_research import analysis
-from cl_research import data
 from cl_research import outputs
 from cl_research import plots
+from cl_research import sweeps
 
 FIG5_LAMBDAS = (0.0, 1e-4, 2e-4, 5e-4, 1e-3, 3e-3, 5e-3, 1e-2, 2e-2, 5e-2, 7e-2, 1e-1)
 FIG5_ALPHAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -33,7 +33,7 @@ def fig2(workdir, results, features_by_name, dataset):
   title = (f'Fig. 2 reproduction: softmax loss only, seed {seed}, {dataset.title}\n'
            f'(a) train, (b) test; {outputs.cell_label(run)}')
   path = outputs.workdir_file(workdir, 'fig2.png')
-  plots.plot_run(feats, title, data.class_names(dataset.name), path)
+  plots.plot_run(feats, title, dataset.class_names, path)
   return path
 
 
@@ -42,7 +42,7 @@ def fig3(workdir, results, features_by_name, dataset, max_points=10_000):
   runs, seed = _first_seed(results)
   runs = sorted((r for r in runs if r['lam'] > 0), key=lambda r: r['lam'])[:4]
   fig, axes = plt.subplots(2, 2, figsize=(10, 9))
-  names = data.class_names(dataset.name)
+  names = dataset.class_names
   for k, (ax, run) in enumerate(zip(axes.ravel(), runs)):
     head = f'({"abcd"[k]}) lambda = {run["lam"]:g}'
     if run['status'] != 'complete':
@@ -123,3 +123,42 @@ def fig5(workdir, results, features_by_name, dataset):
 
 
 FIGURES = {'fig2': fig2, 'fig3': fig3, 'fig5': fig5}
+
+
+def openset(workdir, results, features_by_name, dataset):
+  """ROC curves of verification on the held-out classes (cosine scores): one panel per
+  split and feature size, one curve per setting, the mean over seeds with a 95% band."""
+  del features_by_name
+  panels, done = {}, [r for r in results if r['status'] == 'complete' and r.get(
+      'verification_roc')]
+  for r in done:
+    setting = sweeps.describe_point(r, ('head', 'regularizer', 'lam', 'scale', 'margin'))
+    panels.setdefault((tuple(r['holdout']), r['feature_size']), {}).setdefault(
+        setting, []).append(r['verification_roc'])
+  keys = sorted(panels)
+  fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4.6 * max(len(keys), 1), 4.2),
+                           squeeze=False)
+  for ax, key in zip(axes[0], keys):
+    for k, (setting, rocs) in enumerate(panels[key].items()):
+      far = np.array(rocs[0]['far'])
+      tar = np.array([roc['tar_cosine'] for roc in rocs])
+      stats = np.array([[m, lo, hi] for m, _, lo, hi in map(analysis.mean_interval, tar.T)])
+      color = plots.CLASS_COLORS[k % 10]
+      ax.plot(far, stats[:, 0], color=color, lw=1.2, label=f'{setting} ({len(rocs)} seeds)')
+      if len(rocs) > 1:
+        ax.fill_between(far, stats[:, 1], stats[:, 2], color=color, alpha=0.15)
+    ax.set_xscale('log')
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel('false accept rate')
+    ax.set_ylabel('true accept rate')
+    ax.set_title(f'unseen classes {", ".join(map(str, key[0]))}, d={key[1]}', fontsize=9)
+    ax.grid(linestyle='--', color='0.8')
+  handles, labels = axes[0][0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc='upper center', bbox_to_anchor=(0.5, 0.0), ncol=2,
+             fontsize=8)
+  return plots.save(fig, outputs.workdir_file(workdir, 'roc.png'),
+                    f'Open-set verification on classes never trained on (cosine; mean '
+                    f'over seeds, 95% band)\n{dataset.title}', bbox_inches='tight')
+
+
+FIGURES['openset'] = openset

@@ -58,14 +58,18 @@ def margin_logits(cos_BxC, labels_B, scale, m1=1.0, m2=0.0, m3=0.0):
   ArcFace. Where m1 theta_y + m2 passes pi, cos(. + m2) would rise again and reward a
   worse angle, so the target uses insightface's linear extension
   `cos(m1 theta_y) - m2 sin(m2)` there (their `target_logit - sinmm` with
-  `th = cos(pi - m)`, `mm = sin(pi - m) m`). With m1 = 1 and m2 = 0 no arccos is taken,
-  so CosFace and NormFace are exact."""
+  `th = cos(pi - m)`, `mm = sin(pi - m) m`). With m1 = 1 the target comes from cos theta
+  by the angle-sum formula, as insightface computes it, so it is exact at cos = +-1
+  (arccos, taken only for m1 != 1, needs cos clipped inside (-1, 1))."""
   cos_y = jnp.take_along_axis(cos_BxC, labels_B[:, None], axis=-1)[:, 0]
   theta = _angle(cos_y)
   angular = m1 * theta + m2
+  # m1 = 1 (ArcFace): cos(theta + m2) = cos cos m2 - sin sin m2, exact at cos = +-1
+  sin_y = jnp.sqrt(jnp.maximum(1.0 - cos_y**2, _EPS))
+  cos_angular = jnp.where(m1 == 1.0, cos_y * jnp.cos(m2) - sin_y * jnp.sin(m2),
+                          jnp.cos(angular))
   cos_m1 = jnp.where(m1 == 1.0, cos_y, jnp.cos(m1 * theta))
-  margined = jnp.where(angular <= jnp.pi, jnp.cos(angular), cos_m1 - m2 * jnp.sin(m2))
-  target = jnp.where((m1 == 1.0) & (m2 == 0.0), cos_y, margined) - m3
+  target = jnp.where(angular <= jnp.pi, cos_angular, cos_m1 - m2 * jnp.sin(m2)) - m3
   return scale * _with_target(cos_BxC, target, labels_B)
 
 

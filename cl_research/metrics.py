@@ -38,6 +38,13 @@ def clustering(features_NxD, labels_N, num_classes):
   return {'intra': intra, 'inter': inter, 'intra_inter': ratio}
 
 
+def unit_vectors(features_NxD):
+  """Each feature divided by its norm (a zero feature stays zero): the directions the
+  angular heads classify by. Their intra/inter is the angular clustering number."""
+  f = np.asarray(features_NxD, np.float64)
+  return f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+
+
 def knn_accuracy(train_features_NxD, train_labels_N, test_features_MxD, test_labels_M, k=5):
   """Test accuracy of a k-nearest-neighbour classifier on the features (no classifier head)."""
   from sklearn.neighbors import KNeighborsClassifier  # pylint: disable=import-outside-toplevel

@@ -110,9 +110,13 @@ def _seed_cnn(model_config, **kwargs):
 MODELS = {'lenets_pp': _lenets_pp, 'seed_cnn': _seed_cnn}  # `model.name` -> builder
 
 
-def get_model(model_config, feature_size, num_classes, kernels=kernels_lib.XLA):
-  """The model named by `model_config.name` (a name `configs.validate` accepted)."""
+def get_model(model_config, feature_size, num_classes, kernels=kernels_lib.XLA,
+              classifier_bias=None):
+  """The model named by `model_config.name` (a name `validation.validate` accepted). The
+  classifier has a bias per `model_config.classifier_bias` unless `classifier_bias`
+  says otherwise (the angular heads have none)."""
+  if classifier_bias is None:
+    classifier_bias = model_config.classifier_bias
   return MODELS[model_config.name](model_config, feature_size=feature_size,
-                                   num_classes=num_classes,
-                                   classifier_bias=model_config.classifier_bias,
+                                   num_classes=num_classes, classifier_bias=classifier_bias,
                                    kernels=kernels)

@@ -20,24 +20,33 @@ import os
 
 import numpy as np
 
+from cl_research import analysis
 from cl_research import configs
-from cl_research import data
 from cl_research import files
+from cl_research import heads
 from cl_research import plots
+from cl_research import regularizers
+from cl_research import sweeps
 
 
+_VERIFICATION = tuple(f'verification_{m}{suffix}' for suffix in ('', '_l2') for m in (
+    'accuracy', 'accuracy_std', 'auc', 'eer', 'tar_at_far_1e-2', 'tar_at_far_1e-3'))
 RESULT_METRICS = ('train_accuracy', 'train_intra', 'train_inter', 'train_intra_inter',
-                  'test_accuracy', 'test_intra', 'test_inter', 'test_intra_inter',
-                  'test_knn_accuracy', 'test_silhouette', 'verification_accuracy',
-                  'verification_accuracy_std', 'verification_auc',
-                  'verification_tar_at_far_1e-2', 'verification_tar_at_far_1e-3',
-                  'verification_accuracy_l2')
+                  'train_angular_intra_inter', 'test_accuracy', 'test_intra', 'test_inter',
+                  'test_intra_inter', 'test_angular_intra_inter', 'test_knn_accuracy',
+                  'test_silhouette') + _VERIFICATION + ('openset_rank1',
+                                                        'openset_dir_at_far_1e-2')
 SUMMARY_COLUMNS = (('name', 'status', 'diverged_step', 'diverged_quantity', 'lam', 'alpha',
-                    'feature_size', 'seed', 'data_source', 'data_detail', 'num_train',
+                    'feature_size', 'seed', 'head', 'regularizer', 'scale', 'margin',
+                    'data_source', 'data_detail', 'num_train',
                     'num_test', 'num_steps') + RESULT_METRICS +
-                   ('final_loss', 'final_softmax_loss', 'final_center_loss', 'clip_fraction',
+                   ('final_loss', 'final_softmax_loss', 'final_regularizer_loss', 'clip_fraction',
                     'mean_grad_norm', 'max_grad_norm', 'wall_s'))
 FINISHED = ('complete', 'diverged')
+# The numbers of summary.csv that summary_by_setting.csv and comparisons.csv aggregate.
+METRIC_COLUMNS = RESULT_METRICS + ('final_loss', 'final_softmax_loss', 'final_regularizer_loss',
+                                   'clip_fraction', 'mean_grad_norm', 'max_grad_norm', 'wall_s')
+SETTING_AXES = tuple(a for a in sweeps.SWEEP_AXES if a != 'seed')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +71,7 @@ class RunPaths:
 
 
 def run_paths(workdir, name):
-  """The files of the run called `name` (`configs.run_name`)."""
+  """The files of the run called `name` (`sweeps.run_name`)."""
   return RunPaths(os.path.join(workdir, 'runs', name))
 
 
@@ -77,18 +86,30 @@ def workdir_file(workdir, name):
   return os.path.join(workdir, name)
 
 
-def cell_label(result):
-  """Short description of a run's outcome for plot titles."""
+def cell_label(result, angular=False):
+  """Short description of a run's outcome for plot titles (with `angular`, the
+  intra/inter of the features' directions)."""
   if result['status'] == 'diverged':
     return f"DIVERGED ({result['diverged_quantity']} at step {result['diverged_step']})"
-  ratio = result['test_intra_inter']  # None when every class mean is the same point
+  ratio = result['test_angular_intra_inter' if angular else 'test_intra_inter']
   ratio = 'undefined (features collapsed)' if ratio is None else f'{ratio:.3g}'
-  return f"test acc {result['test_accuracy']:.3f}, intra/inter {ratio}"
+  return f"test acc {result['test_accuracy']:.3f}, {'angular ' * angular}intra/inter {ratio}"
+
+
+def shown_features(result, features_by_name):
+  """A run's features for its plots, without centers where its regularizer has none
+  (they never move), None for a run that did not complete."""
+  if result['status'] != 'complete':
+    return None
+  features = features_by_name[result['name']]
+  if result.get('regularizer', 'center') in regularizers.WITH_CENTERS:
+    return features
+  return {**features, 'centers': None}
 
 
 def run_title(dataset, point, result):
   """The title of a run's plots: the data, the run's point and its outcome."""
-  return f'{dataset.title}\n{configs.describe_point(point)}: {cell_label(result)}'
+  return f'{dataset.title}\n{sweeps.describe_point(point)}: {cell_label(result)}'
 
 
 
@@ -128,37 +149,80 @@ def load_run(paths):
     return result, dict(f)
 
 
-def write_summary(path, results):
+def write_csv(path, columns, rows):
+  """`rows` (dicts) as CSV with `columns`; missing values and None are empty cells, a
+  tuple of classes is '6,7,8,9'."""
   out = io.StringIO()
-  writer = csv.DictWriter(out, fieldnames=SUMMARY_COLUMNS, extrasaction='ignore', restval='')
+  writer = csv.DictWriter(out, fieldnames=columns, extrasaction='ignore', restval='')
   writer.writeheader()
-  for r in results:
-    writer.writerow(r)
+  for r in rows:
+    writer.writerow({k: ','.join(map(str, v)) if isinstance(v, (list, tuple)) else v
+                     for k, v in files.json_safe(r).items()})
   files.write_text(path, out.getvalue())
 
 
+def write_summary(path, results):
+  write_csv(path, SUMMARY_COLUMNS, results)
+
+
+def write_seed_statistics(workdir, config, results):
+  """With more than one seed: `summary_by_setting.csv` (each setting's mean, std and 95%
+  interval over seeds) and `comparisons.csv` (each setting against its baselines,
+  `analysis.baseline`, paired by seed). Returns the files written."""
+  if len({r['seed'] for r in results}) < 2:
+    return []
+  rows = analysis.by_setting(results, SETTING_AXES, METRIC_COLUMNS)
+  columns = list(SETTING_AXES) + ['n', 'diverged'] + [
+      f'{m}_{s}' for m in METRIC_COLUMNS for s in ('mean', 'std', 'ci95_low', 'ci95_high')]
+  write_csv(workdir_file(workdir, 'summary_by_setting.csv'), columns, rows)
+  compared = [row for baseline in config.analysis.baseline for row in analysis.comparisons(
+      results, SETTING_AXES, METRIC_COLUMNS, baseline, label=sweeps.describe_point,
+      resolve=lambda p: sweeps.resolve(config, p))]
+  write_csv(workdir_file(workdir, 'comparisons.csv'),
+            ['metric', 'setting', 'baseline', 'n', 'mean_diff', 'ci95_low', 'ci95_high',
+             'p_value'], compared)
+  return ['summary_by_setting.csv', 'comparisons.csv']
+
+
 def write_grids(workdir, config, dataset, results, features_by_name):
-  """One grid per (alpha, seed) of `config.sweep`: `grid.png` for the first, suffixed
-  names for the others; each says which seed it shows."""
-  lams, dims = tuple(config.sweep.lam), tuple(config.sweep.feature_size)
-  alphas = [None] if config.centers.mode == 'gradient' else list(config.sweep.alpha)
+  """One grid along `config.grid` per combination of the sweep's other values, for the
+  first seed only: `grid.png` for the first, suffixed names for the others, each saying
+  what it holds; with an angular head, the same of the features' directions
+  (`grid_directions*.png`)."""
+  by_name = {r['name']: r for r in results}
+  first_seed = config.sweep.seed[0]
   paths = []
-  for k, (alpha, seed) in enumerate((a, s) for a in alphas for s in config.sweep.seed):
-    cells = {(r['feature_size'], r['lam']): {
-        'features': features_by_name[r['name']] if r['status'] == 'complete' else None,
-        'label': cell_label(r)} for r in results if r['alpha'] == alpha and r['seed'] == seed}
-    point = configs.describe_point({'alpha': alpha, 'seed': seed})
-    name = 'grid.png' if k == 0 else f"grid_{point.replace(', ', '_')}.png"
-    title = f'{dataset.title}\ntest features, {point}, {config.num_steps} steps'
-    plots.plot_grid(cells, dims, lams, title, data.class_names(dataset.name),
-                    workdir_file(workdir, name))
-    paths.append(name)
+  combos = [c for c in sweeps.grids(config) if c[0].get('seed', first_seed) == first_seed]
+  for k, (fixed, rows, cols, names) in enumerate(combos):
+    runs = {ij: by_name[n] for ij, n in names.items() if n in by_name}
+    cells = {ij: {'features': shown_features(r, features_by_name), 'label': cell_label(r)}
+             for ij, r in runs.items()}
+    suffix = '' if k == 0 else '_' + sweeps.file_safe(sweeps.describe_point(fixed))
+    common = {a: v for a, v in fixed.items()  # what every panel's run has
+              if all(analysis.setting_of(r, (a,)) == (v,) for r in runs.values())}
+    title = (f'{dataset.title}\ntest features, {sweeps.describe_point(common)}, '
+             f'{config.num_steps} steps')
+    row_key, col_key = config.grid
+    labels = ([sweeps.axis_label(row_key, v) for v in rows],
+              [sweeps.axis_label(col_key, v) for v in cols])
+    angular = any(r['head'] in heads.ANGULAR for r in runs.values())
+    for directions in (False, True) if angular else (False,):
+      if directions:
+        cells = {ij: {**c, 'label': cell_label(runs[ij], angular=True)} for ij, c in cells.items()}
+      name = f"grid{'_directions' if directions else ''}{suffix}.png"
+      plots.plot_grid(cells, *labels, title.replace('features', 'feature directions')
+                      if directions else title, dataset.class_names,
+                      workdir_file(workdir, name), directions=directions)
+      paths.append(name)
   return paths
 
 
 def format_table(results):
-  cols = ('lam', 'alpha', 'feature_size', 'seed', 'status', 'test_accuracy',
-          'test_intra_inter', 'wall_s')
+  """The summary printed at the end of a command: one line per run."""
+  cols = ['lam', 'alpha', 'feature_size', 'seed']
+  cols += [c for c in ('head', 'regularizer', 'scale', 'margin')
+           if any(r.get(c) not in (None, sweeps.DEFAULT_LOSS.get(c)) for r in results)]
+  cols += ['status', 'test_accuracy', 'test_intra_inter', 'wall_s']
   head = ' '.join(f'{c:>16}' for c in cols)
   rows = [' '.join(f'{r[c]:>16.4g}' if isinstance(r[c], float) else f'{r[c]!s:>16}'
                    for c in cols) for r in results]

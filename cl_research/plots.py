@@ -13,6 +13,7 @@ from sklearn.decomposition import PCA
 from cl_research import files
 
 CLASS_COLORS = plt.get_cmap('tab10').colors
+LEGEND_CLASSES = 20  # classes named in a legend; colours repeat past ten
 
 
 def projection_2d(features_NxD):
@@ -26,6 +27,10 @@ def projection_2d(features_NxD):
             ' (1-D)', ('feature 1', ''))
   pca = PCA(n_components=2).fit(features_NxD)
   return pca.transform, f' (PCA of {d}-D)', ('PC1', 'PC2')
+
+
+def project_or_none(project, points):
+  return None if points is None else project(points)
 
 
 def wrap(text, width):
@@ -59,7 +64,7 @@ def scatter_panel(ax, points_Nx2, labels_N, centers_Cx2, title, class_names,
   for c, name in enumerate(class_names):
     members = points_Nx2[labels_N == c]
     ax.scatter(members[:, 0], members[:, 1], s=2, color=CLASS_COLORS[c % 10],
-               label=name, rasterized=True, linewidths=0)
+               label=name if c < LEGEND_CLASSES else None, rasterized=True, linewidths=0)
   if centers_Cx2 is not None:
     ax.scatter(centers_Cx2[:, 0], centers_Cx2[:, 1], s=40, c='white', edgecolors='black',
                linewidths=1.2, zorder=3, label='centers')
@@ -95,12 +100,47 @@ def empty_panel(ax, title, message):
   ax.set_yticks([])
 
 
-def plot_run(features, title, class_names, path, max_points=10_000):
-  """Train and test scatter side by side for one run, projected by the train PCA.
+def unit(x):
+  """Rows divided by their norms (zero rows stay zero): the directions of features."""
+  x = np.asarray(x, np.float64)
+  return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def direction_panel(ax, features_NxD, labels_N, centers_CxD, title, class_names):
+  """The features' directions, as the angular heads see them: on the unit circle for
+  2-D (drawn), on the sphere for 3-D (`ax` a 3-D axes), else the PCA of the unit
+  vectors. Centers' directions as white dots."""
+  points = unit(features_NxD)
+  centers = None if centers_CxD is None else unit(centers_CxD)
+  if points.shape[1] == 3 and getattr(ax, 'name', '') == '3d':
+    for c, name in enumerate(class_names):
+      m = points[labels_N == c]
+      ax.scatter(m[:, 0], m[:, 1], m[:, 2], s=2, color=CLASS_COLORS[c % 10],
+                 label=name if c < LEGEND_CLASSES else None, linewidths=0, depthshade=False)
+    if centers is not None:
+      ax.scatter(*centers.T, s=40, c='white', edgecolors='black', linewidths=1.2,
+                 label='centers', depthshade=False)
+    ax.set_title(title, fontsize=9)
+    ax.set_box_aspect((1, 1, 1))
+    ax.tick_params(labelsize=6)
+    return
+  project, suffix, axis_labels = projection_2d(points)
+  angle = np.linspace(0, 2 * np.pi, 200)
+  if points.shape[1] == 2:
+    ax.plot(np.cos(angle), np.sin(angle), color='0.85', lw=1, zorder=0)
+    ax.set_aspect('equal')
+  scatter_panel(ax, project(points), labels_N, project_or_none(project, centers),
+                f'{title}{suffix}', class_names, axis_labels=axis_labels)
+
+
+def plot_run(features, title, class_names, path, max_points=10_000, directions=False):
+  """Train and test scatter side by side for one run, projected by the train PCA, and
+  with `directions` (the angular heads) the test features' directions beside them.
 
   features None (a diverged run) draws two empty, labelled panels.
   """
-  fig, axes = plt.subplots(1, 2, figsize=(10, 4.6))
+  fig = plt.figure(figsize=(15 if directions else 10, 4.6))
+  axes = [fig.add_subplot(1, 3 if directions else 2, k + 1) for k in range(2)]
   if features is None:
     for ax, split in zip(axes, ('train', 'test')):
       empty_panel(ax, split, 'diverged: no finite features')
@@ -111,33 +151,48 @@ def plot_run(features, title, class_names, path, max_points=10_000):
     feats, labels = features[f'{split}_features'], features[f'{split}_labels']
     keep = subsample(len(labels), max_points)
     shown = f', {len(keep)} of {len(labels)} shown' if len(keep) < len(labels) else ''
-    scatter_panel(ax, project(feats[keep]), labels[keep], project(features['centers']),
+    scatter_panel(ax, project(feats[keep]), labels[keep],
+                  project_or_none(project, features['centers']),
                   f'{split}{suffix}{shown}', class_names, axis_labels=axis_labels)
+  if directions:
+    d = features['test_features'].shape[1]
+    ax = fig.add_subplot(1, 3, 3, projection='3d' if d == 3 else None)
+    keep = subsample(len(features['test_labels']), max_points)
+    direction_panel(ax, features['test_features'][keep], features['test_labels'][keep],
+                    features['centers'], 'test directions', class_names)
+    axes.append(ax)
   legend_outside(fig, axes)
   save(fig, path, title, bbox_inches='tight')
 
 
-def plot_grid(cells, row_values, col_values, title, class_names, path, max_points=5_000):
-  """Sweep grid of test-feature scatters: rows = feature size, columns = lambda.
+def plot_grid(cells, row_names, col_names, title, class_names, path, max_points=5_000,
+              directions=False):
+  """A grid of test-feature scatters (or, with `directions`, of their directions).
 
-  cells: {(feature_size, lam): dict with 'features' (as in plot_run, None for a run
-  without finite features) and 'label'}; a missing key draws an empty panel.
+  cells: {(i, j): dict with 'features' (as in plot_run, None for a run without finite
+  features) and 'label'} for row i and column j; a missing key draws an empty panel.
+  `row_names` and `col_names` head the panels ('d=2', 'lambda=0.1').
   """
-  fig, axes = plt.subplots(len(row_values), len(col_values), squeeze=False,
-                           figsize=(3.2 * len(col_values), 3.1 * len(row_values)))
-  for i, d in enumerate(row_values):
-    for j, lam in enumerate(col_values):
-      ax, cell = axes[i, j], cells.get((d, lam))
-      head = f'd={d}, lambda={lam:g}'
+  fig, axes = plt.subplots(len(row_names), len(col_names), squeeze=False,
+                           figsize=(3.2 * len(col_names), 3.1 * len(row_names)))
+  for i, row in enumerate(row_names):
+    for j, col in enumerate(col_names):
+      ax, cell = axes[i, j], cells.get((i, j))
+      head = f'{row}, {col}'
       if cell is None or cell['features'] is None:
         empty_panel(ax, head, cell['label'] if cell else 'no run')
         continue
       feats = cell['features']
-      project, suffix, axis_labels = projection_2d(feats['train_features'])
       keep = subsample(len(feats['test_labels']), max_points)
+      if directions:
+        direction_panel(ax, feats['test_features'][keep], feats['test_labels'][keep],
+                        feats['centers'], wrap(f'{head}\n{cell["label"]}', 44), class_names)
+        continue
+      project, suffix, axis_labels = projection_2d(feats['train_features'])
       points = project(feats['test_features'][keep])
       extent = float(f'{np.max(np.abs(points)) if len(points) else 0.0:.2g}')
-      scatter_panel(ax, points, feats['test_labels'][keep], project(feats['centers']),
+      scatter_panel(ax, points, feats['test_labels'][keep],
+                    project_or_none(project, feats['centers']),
                     wrap(f'{head}{suffix}, axes ±{extent:g}\n{cell["label"]}', 44),
                     class_names, axis_labels=axis_labels)
   legend_outside(fig, axes)
@@ -161,7 +216,7 @@ def plot_intra_histogram(distances_N, labels_N, class_names, title, path):
   bins = np.linspace(0, np.percentile(distances_N, 99.5) if len(distances_N) else 1, 40)
   for c, name in enumerate(class_names):
     ax.hist(distances_N[labels_N == c], bins=bins, histtype='step', color=CLASS_COLORS[c % 10],
-            label=name, density=True)
+            label=name if c < LEGEND_CLASSES else None, density=True)
   ax.set_xlabel('distance to class mean')
   ax.set_ylabel('density')
   ax.legend(fontsize=6, ncol=2)

@@ -24,6 +24,7 @@ from cl_research import kernels
 from cl_research import local_processes
 from cl_research import outputs
 from cl_research import runtime
+from cl_research import validation
 
 EXPERIMENTS_DIRS = (os.path.join(os.getcwd(), 'experiments'),
                     str(files.PACKAGE_ROOT / 'experiments'))
@@ -180,7 +181,7 @@ def main(argv=None):
   runtime.enable_compilation_cache()
   try:
     config, workdir, new_workdir = parse(argv)
-    configs.validate(config)
+    validation.validate(config)
     workdir = outputs.resolve_workdir(config, workdir, new_workdir)
     dataset = data.load(config.data)
     results = experiment.train_and_evaluate(config, workdir, dataset=dataset)

@@ -29,7 +29,7 @@ class Runtime:
   backend: str
   kernels: str  # 'xla' or 'onednn'
   kernels_why: str
-  group_strategy: str  # 'vmap', 'map' or 'unroll' (cl_research.train.group_step)
+  group_strategy: str  # 'vmap', 'map' or 'unroll' (cl_research.groups.group_step)
   max_group_size: int  # 0: no limit
   steps_per_call: int  # 0: every chunk in one call
   unroll_steps: bool  # a multi-step call unrolls its steps (CPU) or runs a rolled scan

@@ -11,6 +11,10 @@ import numpy as np
 from sklearn import metrics as sk_metrics
 from sklearn.model_selection import StratifiedKFold
 
+from cl_research import metrics
+
+FAR_GRID = np.logspace(-3, 0, 31)  # where ROC curves are kept, to average over seeds
+
 
 def _unique_pairs(draw, count, num_available, enumerate_all, rng):
   """`count` distinct unordered pairs drawn by `draw()` (an (a, b) sampler) with
@@ -77,8 +81,7 @@ def make_pairs(labels_N, num_pairs, seed, classes=None):
 
 
 def cosine_scores(features_NxD, pairs_Px2):
-  f = np.asarray(features_NxD, np.float64)
-  f = f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+  f = metrics.unit_vectors(features_NxD)
   return np.sum(f[pairs_Px2[:, 0]] * f[pairs_Px2[:, 1]], axis=1)
 
 
@@ -130,25 +133,50 @@ def tar_at_far(scores, same, far=1e-3):
   return float(tpr[ok].max()) if ok.any() else 0.0
 
 
-def evaluate(features_NxD, labels_N, num_pairs=6000, seed=0, classes=None, num_folds=10):
-  """The whole protocol; returns a flat dict of floats for result.json / summary.csv.
-  `verification_accuracy_std` is the standard deviation over the 10 folds of this one
-  pair set, not run-to-run variation.
+def roc_on_grid(fpr, tpr, grid=FAR_GRID):
+  """The true accept rate at each false accept rate of `grid` (the best reached at or
+  below it), so curves of several runs can be averaged point by point."""
+  return np.array([tpr[fpr <= f].max() if np.any(fpr <= f) else 0.0 for f in grid])
 
-  The protocol's score is cosine similarity. `verification_accuracy_l2` repeats the
-  10-fold accuracy with Euclidean distance, which is what center loss optimises and
-  differs most from cosine for low-dimensional features near the origin.
+
+def equal_error_rate(fpr, tpr):
+  """Where the false accept rate equals the false reject rate, linearly interpolated."""
+  frr = 1.0 - tpr
+  i = np.flatnonzero(fpr >= frr)[0]
+  if i == 0:
+    return float(fpr[0])
+  a, b = fpr[i - 1] - frr[i - 1], fpr[i] - frr[i]  # a < 0 <= b
+  t = a / (a - b)
+  return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
+
+
+def score_metrics(scores, same, num_folds=10, suffix=''):
+  """Every number of the protocol for one kind of score (higher = more alike)."""
+  fpr, tpr, _ = sk_metrics.roc_curve(same, scores)
+  accuracies, _ = kfold_accuracy(scores, same, num_folds)
+  out = {'accuracy': float(accuracies.mean()), 'accuracy_std': float(accuracies.std()),
+         'auc': float(sk_metrics.roc_auc_score(same, scores)),
+         'eer': equal_error_rate(fpr, tpr),
+         'tar_at_far_1e-2': tar_at_far(scores, same, 1e-2),
+         'tar_at_far_1e-3': tar_at_far(scores, same, 1e-3)}
+  return {f'verification_{k}{suffix}': v for k, v in out.items()}, roc_on_grid(fpr, tpr)
+
+
+def evaluate(features_NxD, labels_N, num_pairs=6000, seed=0, classes=None, num_folds=10):
+  """The whole protocol: (a flat dict of floats for result.json / summary.csv, the ROC
+  curves on FAR_GRID by cosine and by Euclidean distance).
+
+  The protocol's score is cosine similarity; the `_l2` numbers repeat it with Euclidean
+  distance, which is what center loss optimises and differs most from cosine for
+  low-dimensional features near the origin. `verification_accuracy_std` is the standard
+  deviation over the 10 folds of this one pair set, not run-to-run variation.
   """
   pairs, same = make_pairs(labels_N, num_pairs, seed, classes)
   scores = cosine_scores(features_NxD, pairs)
   if not np.all(np.isfinite(scores)):
     raise ValueError('non-finite features: cannot score verification pairs')
-  accuracies, _ = kfold_accuracy(scores, same, num_folds)
-  l2_accuracies, _ = kfold_accuracy(negative_l2_scores(features_NxD, pairs), same, num_folds)
-  return {'verification_accuracy': float(accuracies.mean()),
-          'verification_accuracy_std': float(accuracies.std()),
-          'verification_auc': float(sk_metrics.roc_auc_score(same, scores)),
-          'verification_tar_at_far_1e-2': tar_at_far(scores, same, 1e-2),
-          'verification_tar_at_far_1e-3': tar_at_far(scores, same, 1e-3),
-          'verification_accuracy_l2': float(l2_accuracies.mean()),
-          'verification_pairs': int(len(pairs))}
+  cosine, roc_cosine = score_metrics(scores, same, num_folds)
+  l2, roc_l2 = score_metrics(negative_l2_scores(features_NxD, pairs), same, num_folds, '_l2')
+  roc = {'far': FAR_GRID.tolist(), 'tar_cosine': roc_cosine.tolist(),
+         'tar_l2': roc_l2.tolist()}
+  return {**cosine, **l2, 'verification_pairs': int(len(pairs))}, roc

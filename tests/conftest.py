@@ -9,8 +9,9 @@ import pytest
 from cl_research import batches
 from cl_research import configs
 from cl_research import data
+from cl_research import groups
+from cl_research import idx
 from cl_research import runtime
-from cl_research import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,7 +31,7 @@ def tiny_config(**overrides):
 
 def make_trainer(config, feature_size=2, mesh=None, image_shape=(28, 28, 1)):
   """A Trainer of `config` with this machine's resolved runtime."""
-  return train.Trainer(config, feature_size, 10, image_shape, runtime.resolve(config),
+  return groups.Trainer(config, feature_size, 10, image_shape, runtime.resolve(config),
                        mesh=mesh)
 
 
@@ -72,9 +73,9 @@ def idx_dir(tmp_path):
   folder = tmp_path / 'idx'
   folder.mkdir()
   for split in ('train', 'test'):
-    write_idx(os.path.join(folder, data.IDX_FILES[f'{split}_images']),
+    write_idx(os.path.join(folder, idx.IDX_FILES[f'{split}_images']),
               getattr(ds, f'{split}_images')[..., 0])
-    write_idx(os.path.join(folder, data.IDX_FILES[f'{split}_labels']),
+    write_idx(os.path.join(folder, idx.IDX_FILES[f'{split}_labels']),
               getattr(ds, f'{split}_labels'))
   return folder
 

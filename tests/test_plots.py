@@ -50,9 +50,10 @@ def test_run_scatter_has_its_legend_outside_and_labelled_axes(captured, d, label
 def test_grid_panels_state_their_axis_extent(captured):
   small = run_features(2)
   small = {**small, 'test_features': small['test_features'] / 100}
-  cells = {(2, 0.0): {'features': run_features(2), 'label': 'a'},
-           (2, 1.0): {'features': small, 'label': 'b'}}
-  plots.plot_grid(cells, (2,), (0.0, 1.0), 'grid', [str(c) for c in range(10)], 'unused.png')
+  cells = {(0, 0): {'features': run_features(2), 'label': 'a'},
+           (0, 1): {'features': small, 'label': 'b'}}
+  plots.plot_grid(cells, ['d=2'], ['lambda=0', 'lambda=1'], 'grid',
+                  [str(c) for c in range(10)], 'unused.png')
   fig, _ = captured[-1]
   extents = [float(re.search(r'axes ±([\d.e+-]+)', ax.get_title()).group(1))
              for ax in fig.axes]

@@ -14,6 +14,7 @@ import pytest
 
 from cl_research import experiment
 from cl_research import files
+from cl_research import idx
 from cl_research import outputs
 from cl_research import run
 from tests.conftest import REPO as ROOT
@@ -158,7 +159,7 @@ def bad_idx_dir(tmp_path, case):
     images = images[:, :27, :27]
   if case == 'label range':
     labels[3] = 12
-  paths = {k: folder / v for k, v in run.data.IDX_FILES.items()}
+  paths = {k: folder / v for k, v in idx.IDX_FILES.items()}
   for split in ('train', 'test'):
     write_idx(paths[f'{split}_images'], images)
     write_idx(paths[f'{split}_labels'], labels)

@@ -110,13 +110,14 @@ def test_the_state_counts_the_steps_the_clip_engaged():
   for clip, engaged in ((1e-3, 3), (1e6, 0)):
     trainer = make_trainer(**{'optimizer.grad_clip_norm': clip})
     state = trainer.init(0)
-    grads, _, _, _ = train.loss_and_grads(trainer.setup, state, BATCH, jnp.float32(0.1))
+    grads, _, _, _ = train.loss_and_grads(trainer.setup, state, BATCH,
+                                          trainer.hparams(0.1, 0.5))
     norms = []
     for _ in range(3):
       state, aux = trainer.train_step(state, BATCH, trainer.hparams(0.1, 0.5))
       norms.append(float(aux['grad_norm']))
     assert int(state.clipped_steps) == engaged
-    np.testing.assert_allclose(norms[0], float(optax.global_norm(grads)), rtol=1e-5)
+    np.testing.assert_allclose(norms[0], float(optax.global_norm(grads['params'])), rtol=1e-5)
     np.testing.assert_allclose(float(state.grad_norm_sum), sum(norms), rtol=1e-5)
 
 

@@ -32,7 +32,7 @@ def test_pairs_restricted_to_held_out_classes():
 
 def test_perfectly_separable_features_give_100_percent():
   features, labels = separable_features()
-  out = verification.evaluate(features, labels, num_pairs=1000)
+  out, _ = verification.evaluate(features, labels, num_pairs=1000)
   assert out['verification_accuracy'] == 1.0
   assert out['verification_auc'] == 1.0
   assert out['verification_tar_at_far_1e-3'] == 1.0
@@ -43,14 +43,14 @@ def test_l2_score_separates_what_cosine_cannot():
   labels = np.repeat([0, 1], 50)
   features = np.where(labels[:, None] == 0, 1.0, 10.0) * np.array([[1.0, 1.0]])
   features = features + 0.01 * np.random.default_rng(0).normal(size=features.shape)
-  out = verification.evaluate(features, labels, num_pairs=400)
+  out, _ = verification.evaluate(features, labels, num_pairs=400)
   assert out['verification_accuracy_l2'] == 1.0
   assert out['verification_accuracy'] < 0.75
 
 
 def test_identical_features_give_50_percent():
   _, labels = separable_features()
-  out = verification.evaluate(np.ones((len(labels), 3)), labels, num_pairs=1000)
+  out, _ = verification.evaluate(np.ones((len(labels), 3)), labels, num_pairs=1000)
   assert out['verification_accuracy'] == pytest.approx(0.5)
   assert out['verification_auc'] == pytest.approx(0.5)
 
@@ -99,5 +99,5 @@ def test_pairs_use_every_pair_when_asked_for_all_and_refuse_more():
 
 def test_tar_at_far_reports_the_level_the_pairs_support():
   features, labels = separable_features()
-  out = verification.evaluate(features, labels, num_pairs=400)
+  out, _ = verification.evaluate(features, labels, num_pairs=400)
   assert out['verification_tar_at_far_1e-2'] == 1.0

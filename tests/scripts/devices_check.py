@@ -9,8 +9,8 @@ import json
 import jax
 import numpy as np
 
+from cl_research import groups
 from cl_research import sharding
-from cl_research import train
 from tests.conftest import device_data
 from tests.conftest import make_trainer
 from tests.conftest import synthetic_dataset
@@ -25,7 +25,7 @@ def run(num_devices, lams, strategy, steps=5):
   mesh = sharding.mesh_for(len(lams), config.batch_size, config.parallel)
   trainer = make_trainer(config, mesh=mesh)
   states = trainer.init_group([0] * len(lams))
-  hparams = train.stack([trainer.hparams(lam, 0.5) for lam in lams])
+  hparams = groups.stack([trainer.hparams(lam, 0.5) for lam in lams])
   data = device_data(trainer, DATA, 0)
   states, metrics = trainer.train_chunk(states, hparams, data, 0, steps)
   return (None if mesh is None else dict(mesh.shape)), jax.device_get((states, metrics))
