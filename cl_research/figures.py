@@ -94,29 +94,38 @@ def _curve(ax, xs, points, xlabel):
   ax.grid(axis='y', linestyle='--', color='0.7')
 
 
+def _same_seeds(points):
+  """Each point's runs of the seeds every point has, so each point averages the same
+  seeds (a point shared with another curve may have more)."""
+  common = set.intersection(*({r['seed'] for r in runs} for runs in points))
+  return [[r for r in runs if r['seed'] in common] for runs in points]
+
+
 def fig5(workdir, results, features_by_name, dataset):
   """Verification accuracy (a) vs lambda at alpha 0.5, (b) vs alpha at lambda 0.003;
-  each point the mean over its seeds, with a band."""
+  each point the mean over the seeds of its curve, with a band."""
   del features_by_name
   by_point = {}
   for r in results:
     by_point.setdefault((r['lam'], r['alpha']), []).append(r)
-  lam_points = [by_point[(lam, FIG5_FIXED_ALPHA)] for lam in FIG5_LAMBDAS
-                if (lam, FIG5_FIXED_ALPHA) in by_point]
-  alpha_points = [by_point[(FIG5_FIXED_LAMBDA, a)] for a in FIG5_ALPHAS
-                  if (FIG5_FIXED_LAMBDA, a) in by_point]
+  lam_points = _same_seeds([by_point[(lam, FIG5_FIXED_ALPHA)] for lam in FIG5_LAMBDAS
+                            if (lam, FIG5_FIXED_ALPHA) in by_point])
+  alpha_points = _same_seeds([by_point[(FIG5_FIXED_LAMBDA, a)] for a in FIG5_ALPHAS
+                              if (FIG5_FIXED_LAMBDA, a) in by_point])
   fig, (ax_a, ax_b) = plt.subplots(1, 2, figsize=(12, 4.2))
   # The paper spaces its lambdas evenly on a log-like axis that also shows 0.
   positions = np.arange(len(lam_points))
   _curve(ax_a, positions, lam_points, 'lambda (evenly spaced, log-like; 0 shown)')
   ax_a.set_xticks(positions, [f'{runs[0]["lam"]:g}' for runs in lam_points], rotation=45,
                   fontsize=7)
-  ax_a.set_title(f'(a) alpha = {FIG5_FIXED_ALPHA:g}, {len(lam_points[0])} seed(s)', fontsize=9)
+  seeds = lambda points: ('seeds ' if len(points[0]) > 1 else 'seed ') + ', '.join(
+      str(r['seed']) for r in points[0])
+  ax_a.set_title(f'(a) alpha = {FIG5_FIXED_ALPHA:g}, {seeds(lam_points)}', fontsize=9)
   _curve(ax_b, [runs[0]['alpha'] for runs in alpha_points], alpha_points, 'alpha')
-  ax_b.set_title(f'(b) lambda = {FIG5_FIXED_LAMBDA:g}, {len(alpha_points[0])} seed(s)',
+  ax_b.set_title(f'(b) lambda = {FIG5_FIXED_LAMBDA:g}, {seeds(alpha_points)}',
                  fontsize=9)
-  for ax in (ax_a, ax_b):  # each panel's own legend, below it: inside, it hid points
-    ax.legend(loc='upper center', bbox_to_anchor=(0.5, -0.22), fontsize=7, ncol=2)
+  for ax, below in ((ax_a, -0.34), (ax_b, -0.26)):  # under each panel: inside, it hid points
+    ax.legend(loc='upper center', bbox_to_anchor=(0.5, below), fontsize=7, ncol=2)
   return plots.save(fig, outputs.workdir_file(workdir, 'fig5.png'),
                     f'Fig. 5 reproduction: pair verification (10-fold threshold) '
                     f'on the test split\n{dataset.title}', bbox_inches='tight')

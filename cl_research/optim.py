@@ -25,7 +25,8 @@ def decay_mask(params, decay_biases):
   """Which params weight decay applies to. The Caffe LeNets++ prototxt (ydwen/caffe-face
   `mnist_example/mnist_train_test.prototxt`) sets `decay_mult: 0` on every bias and
   leaves the weights and the PReLU slopes at Caffe's default `decay_mult: 1`; the
-  centers are never decayed. `decay_biases=True` decays every param."""
+  centers are never decayed. `decay_biases=True` decays every param. (The prototxt also
+  gives biases `lr_mult: 2`; here every param learns at the same rate.)"""
   return jax.tree_util.tree_map_with_path(
       lambda path, _: decay_biases or getattr(path[-1], 'key', None) != 'bias', params)
 

@@ -38,7 +38,7 @@ RESULT_METRICS = ('train_accuracy', 'train_intra', 'train_inter', 'train_intra_i
                                                         'openset_dir_at_far_1e-2')
 SUMMARY_COLUMNS = (('name', 'status', 'diverged_step', 'diverged_quantity', 'lam', 'alpha',
                     'feature_size', 'seed', 'head', 'regularizer', 'scale', 'margin',
-                    'data_source', 'data_detail', 'num_train',
+                    'holdout', 'data_source', 'data_detail', 'num_train',
                     'num_test', 'num_steps') + RESULT_METRICS +
                    ('final_loss', 'final_softmax_loss', 'final_regularizer_loss', 'clip_fraction',
                     'mean_grad_norm', 'max_grad_norm', 'wall_s'))

@@ -11,11 +11,13 @@ that two figures share gives the same numbers in both; the script checks that an
 stops if not. About 45 minutes on 2 CPU cores.
 
   python docs/regenerate.py --skip-training      # rebuild the page from existing runs
+  python docs/regenerate.py --skip-training --redraw   # and draw their figures again
   python docs/regenerate.py --datasets=mnist     # retrain one dataset, then rebuild
 """
 
 import argparse
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -23,8 +25,13 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from cl_research import analysis  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cl_research import outputs  # pylint: disable=g-import-not-at-top,wrong-import-position
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from cl_research import analysis
+from cl_research import configs
+from cl_research import data
+from cl_research import figures
+from cl_research import outputs
+from cl_research import sweeps
 
 DOCS = os.path.join(REPO, 'docs')
 RUNS = os.path.join(REPO, 'runs', 'docs')
@@ -53,10 +60,42 @@ def train_all(datasets, extra_args):
       subprocess.run(cmd, cwd=REPO, check=True)
 
 
-def elapsed_min(fig, dataset):
-  """Minutes from config.json to the figure file: training, evaluation and plots."""
+def stored_config(path):
+  """The base config updated with a workdir's config.json (fields it lacks keep their
+  defaults; JSON's lists become the tuples the config holds)."""
+  config = configs.base_config()
+
+  def update(node, stored):
+    for key, value in stored.items():
+      if key not in node:
+        continue
+      if isinstance(value, dict):
+        update(node[key], value)
+      else:
+        node[key] = tuple(tuple(v) if isinstance(v, list) else v for v in value) if (
+            isinstance(value, list)) else value
+  with open(path) as f:
+    update(config, json.load(f))
+  return config
+
+
+def redraw(fig, dataset):
+  """Draws a figure again from its workdir's finished runs, with this checkout's code."""
   wd = workdir(fig, dataset)
-  return (os.path.getmtime(os.path.join(wd, f'{fig}.png')) -
+  config = stored_config(os.path.join(wd, 'config.json'))
+  results, features = [], {}
+  for point in sweeps.expand_runs(config):
+    result, run_features = outputs.load_run(outputs.run_paths(wd, sweeps.run_name(point)))
+    results.append(result)
+    features[result['name']] = run_features
+  whole = data.load(config.data)
+  figures.FIGURES[fig](wd, results, features, data.for_config(whole, config.data))
+
+
+def elapsed_min(fig, dataset):
+  """Minutes from config.json to summary.csv: training, evaluation and the runs' plots."""
+  wd = workdir(fig, dataset)
+  return (os.path.getmtime(os.path.join(wd, 'summary.csv')) -
           os.path.getmtime(os.path.join(wd, 'config.json'))) / 60
 
 
@@ -77,7 +116,8 @@ def inconsistencies(rows_by_fig):
     for row in rows:
       if row['name'] in seen:
         other_fig, other = seen[row['name']]
-        found += [(row['name'], other_fig, fig, k) for k in COMPARED if row[k] != other[k]]
+        found += [(row['name'], other_fig, fig, k) for k in COMPARED
+                  if row.get(k) != other.get(k)]
       else:
         seen[row['name']] = (fig, row)
   return found
@@ -177,7 +217,7 @@ def table(rows):
 def section(s):
   d, m = s['dataset'], s['minutes']
   out = [f"## {d}: {s['description']}\n\nData as recorded by the runs: {s['detail']}. "
-         f"Wall time on 2 CPU cores (config.json to figure file): fig2 {m['fig2']:.1f} min, "
+         f"Wall time on 2 CPU cores (config.json to summary.csv): fig2 {m['fig2']:.1f} min, "
          f"fig3 {m['fig3']:.1f} min, fig5 {m['fig5']:.1f} min.\n\n", findings(s)]
   for fig, ref in (('fig2', 'eccv16_fig2_softmax_features.png'),
                    ('fig3', 'eccv16_fig3_lambda_grid.png'),
@@ -196,6 +236,8 @@ def section(s):
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[2])
   parser.add_argument('--skip-training', action='store_true')
+  parser.add_argument('--redraw', action='store_true',
+                      help='draw the figures again from the finished runs')
   parser.add_argument('--datasets', default=','.join(DATASETS),
                       help='comma-separated subset of ' + ', '.join(DATASETS) + ' to retrain')
   args, extra = parser.parse_known_args()
@@ -214,6 +256,8 @@ def main():
       sys.exit(f'{dataset}: the same run differs between figures, e.g. {bad[0]}; the page '
                'needs every config trained with the same threads per run')
     for fig in FIGURES:
+      if args.redraw:
+        redraw(fig, dataset)
       shutil.copy(os.path.join(workdir(fig, dataset), f'{fig}.png'),
                   os.path.join(figdir, f'{fig}_{dataset}.png'))
     sections.append(dict(dataset=dataset, description=description, **rows,
