@@ -202,11 +202,14 @@ def plot_grid(cells, row_names, col_names, title, class_names, path, max_points=
 def legend_outside(fig, axes):
   """One legend for all panels, right of them, where it hides no cluster (save the
   figure with `bbox_inches='tight'` to keep it)."""
-  handles, labels = next((ax.get_legend_handles_labels() for ax in np.ravel(axes)
-                          if ax.get_legend_handles_labels()[0]), ([], []))
-  if handles:
+  by_label = {}  # every panel's entries once: a panel without centers lacks that entry
+  for ax in np.ravel(axes):
+    for handle, label in zip(*ax.get_legend_handles_labels()):
+      by_label.setdefault(label, handle)
+  if by_label:
+    labels, handles = list(by_label), list(by_label.values())
     one_row = np.ndim(axes) < 2 or np.shape(axes)[0] == 1
-    enlarge_markers(fig.legend(handles, labels, loc='center left', bbox_to_anchor=(1.0, 0.5),
+    enlarge_markers(fig.legend(handles, labels, loc='center left', bbox_to_anchor=(1.01, 0.5),
                                fontsize=8, framealpha=0.7, ncol=2 if one_row else 1))
 
 
