@@ -47,6 +47,13 @@ def read(dataset, name):
     return list(csv.DictReader(f))
 
 
+def elapsed_min(dataset):
+  """Minutes from config.json to summary.csv: training, evaluation and the runs' plots."""
+  folder = workdir(dataset)
+  return (os.path.getmtime(os.path.join(folder, 'summary.csv')) -
+          os.path.getmtime(os.path.join(folder, 'config.json'))) / 60
+
+
 def setting_name(row):
   if row['head'] != 'softmax':
     return f"{row['head']} (s {float(row['scale']):g}, m {float(row['margin']):g})"
@@ -133,6 +140,7 @@ def main():
     sections.append(SECTION.format(
         title=title, dataset=dataset, detail=summary[0]['data_detail'],
         steps=summary[0]['num_steps'], answer=answer(comparisons),
+        minutes=elapsed_min(dataset), runs=len(summary),
         settings=settings_table(read(dataset, 'summary_by_setting.csv')),
         comparisons=comparisons_table(comparisons)))
   with open(os.path.join(DOCS, 'openset.md'), 'w') as f:
@@ -157,15 +165,17 @@ enrolment images; probes: the unseen classes' other images and every seen-class 
 image as non-mated; rank-1, and DIR at FAR 1e-2 of the non-mated probes).
 
 Numbers are means over 3 seeds with their 95% Student-t interval; a comparison pairs
-runs by seed and gives the mean difference and its interval, marked (+) or (-) when the
-interval excludes 0 (for EER, lower is better). Three seeds make wide intervals: "not
-clearly different" is common and is not evidence of no effect.
+runs by seed and gives the mean difference and its interval, marked (+) when the
+interval lies above 0 and (-) below (for EER, lower is better, so (+) is worse). Three
+seeds make wide intervals, reported as computed (not clipped to [0, 100]): "not clearly
+different" is common and is not evidence of no effect.
 
 """
 
 SECTION = """## {title}
 
-Data: {detail}; {steps} steps of 64.
+Data: {detail}; {steps} steps of 64; {runs} runs in {minutes:.1f} min on 2 CPU cores
+(config.json to summary.csv).
 
 ### The answer, counted
 
