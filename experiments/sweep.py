@@ -13,7 +13,7 @@ width, the Caffe solver (batch 128, 10k steps) and all training digits.
 
 from cl_research import configs
 
-SUMMARY = 'lambda x feature-size grid of center loss on MNIST, 1/4-width net: ~6 min'
+SUMMARY = 'lambda x feature-size grid of center loss on MNIST, 1/4-width net: ~5 min'
 ARGS = {'smoke': 'seconds, a tiny net (tests)',
         'full': "the paper's width and Caffe solver: ~8 h on CPU, use a GPU"}
 
