@@ -10,7 +10,12 @@ device, shuffled and batched inside the compiled program. A script, not a
 test: timings on a shared 2-core machine are noisy, so compare the ratios.
 
   python benchmarks/bench.py --json --skip-torch
+  python benchmarks/bench.py --json --skip-torch --dtype bfloat16 --groups ''
+  python benchmarks/bench.py --json --skip-torch --channels 8,16,32   # the sweep's width
   pip install torch==2.13.0   # the optional reference (CPU build)
+
+`--dtype bfloat16` times the model in bfloat16 (`model.dtype`) and, in alternating
+turns of the same run, in float32: `float32_images_per_s` and `over_float32`.
 """
 
 import argparse
@@ -31,12 +36,14 @@ from cl_research import groups
 from cl_research import runtime
 
 BATCH = 128
+MODEL = {'channels': (32, 64, 128), 'dtype': 'float32'}  # set from the command line
 
 
-def project_trainer(strategy='auto', channels=(32, 64, 128), kernels='auto'):
+def project_trainer(strategy='auto', kernels='auto', dtype=None):
   config = configs.base_config()
-  config.model.channels = channels
+  config.model.channels = MODEL['channels']
   config.model.kernels = kernels
+  config.model.dtype = dtype or MODEL['dtype']
   config.batch_size = BATCH
   config.parallel.group_strategy = strategy
   return groups.Trainer(config, feature_size=2, num_classes=10, image_shape=(28, 28, 1),
@@ -80,10 +87,10 @@ def time_group(trainer, k, num_steps):
   return time_steps(advance, states, 1) / num_steps
 
 
-def bench_project(num_steps, kernels='auto'):
+def bench_project(num_steps, kernels='auto', dtype=None):
   """images/s of one model through the training path, of the bare jitted step on a
   fixed batch, and the step's compile time."""
-  trainer = project_trainer(kernels=kernels)
+  trainer = project_trainer(kernels=kernels, dtype=dtype)
   batch, hparams = fake_batch(), trainer.hparams(0.01, 0.5)
   state = trainer.init(0)
   start = time.perf_counter()
@@ -153,13 +160,18 @@ def bench_single(num_steps, repeats, skip_torch):
   """One model: the project (oneDNN convolution when `auto` resolves to it) and PyTorch
   measured in alternating turns, `repeats` times; medians, and each turn's ratio (this
   machine's speed drifts by tens of percent within minutes)."""
-  out, runs = {}, {'project': [], 'bare': [], 'torch': [], 'ratio': []}
+  out, runs = {}, {'project': [], 'bare': [], 'torch': [], 'ratio': [], 'float32': [],
+                   'over_float32': []}
   for repeat in range(repeats):
     images_per_s, bare, compile_s = bench_project(num_steps)
     runs['project'].append(images_per_s)
     runs['bare'].append(bare)
     out.setdefault('compile_s', compile_s)
     line = f'turn {repeat}: project {images_per_s:.0f} images/s (bare step {bare:.0f})'
+    if MODEL['dtype'] != 'float32':
+      runs['float32'].append(bench_project(num_steps, dtype='float32')[0])
+      runs['over_float32'].append(images_per_s / runs['float32'][-1])
+      line += ', float32 %.0f images/s' % runs['float32'][-1]
     if not skip_torch:
       torch_out = torch_in_child(num_steps)
       if 'torch_images_per_s' not in torch_out:
@@ -173,6 +185,10 @@ def bench_single(num_steps, repeats, skip_torch):
     print(line, flush=True)
   out['project_images_per_s'] = float(np.median(runs['project']))
   out['project_bare_step_images_per_s'] = float(np.median(runs['bare']))
+  if runs['float32']:
+    out['float32_images_per_s'] = float(np.median(runs['float32']))
+    out['over_float32'] = float(np.median(runs['over_float32']))
+    out['over_float32_turns'] = runs['over_float32']
   if runs['torch']:
     out['torch_images_per_s'] = float(np.median(runs['torch']))
     out['project_over_torch'] = float(np.median(runs['ratio']))
@@ -218,13 +234,20 @@ def main():
                       help='group strategies to time (see cl_research.groups.group_step)')
   parser.add_argument('--repeats', type=int, default=3,
                       help='turns of project and PyTorch for the single-model figures')
+  parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),
+                      help='model.dtype of the project figures (bfloat16: float32 beside)')
+  parser.add_argument('--channels', default='32,64,128',
+                      help="LeNets++ widths: the paper's, or 8,16,32 as the CPU sweeps")
   parser.add_argument('--torch-only', action='store_true', help=argparse.SUPPRESS)
   args = parser.parse_args()
+  MODEL['channels'] = tuple(int(c) for c in args.channels.split(','))
+  MODEL['dtype'] = args.dtype
   if args.torch_only:
     print(json.dumps(torch_only(args.steps)))
     return
   out = {'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()],
-         'jax': jax.__version__, 'batch_size': BATCH, 'cpu_count': os.cpu_count()}
+         'jax': jax.__version__, 'batch_size': BATCH, 'cpu_count': os.cpu_count(),
+         'dtype': args.dtype, 'channels': list(MODEL['channels'])}
   auto = project_trainer().runtime
   out['kernels'], out['kernels_why'] = auto.kernels, auto.kernels_why
   out.update(bench_single(args.steps, args.repeats, args.skip_torch))

@@ -77,6 +77,7 @@ def base_config():
   c.model.feature_prelu = False
   c.model.classifier_bias = True
   c.model.kernels = 'auto'  # convolution + PReLU: xla | onednn | auto (cl_research.kernels)
+  c.model.dtype = 'float32'  # or 'bfloat16': convolutions and PReLUs (cl_research.models)
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = 'sgd'

@@ -164,6 +164,7 @@ def write_run(trainer, dataset, config, workdir, point, state, last, snapshots, 
       'data_source': dataset.source,
       'data_detail': dataset.detail, 'num_train': len(dataset.train_labels),
       'num_test': len(dataset.test_labels), 'num_steps': config.num_steps,
+      'dtype': config.model.dtype,
       **dict.fromkeys(outputs.RESULT_METRICS), **result,  # every metric key, None if unmeasured
       'final_loss': last.get('loss'),
       'final_softmax_loss': last.get('softmax_loss'),

@@ -1,19 +1,28 @@
 """Flax models that return `(features, logits)`; used purely through `init`/`apply`.
 
 Convolutions and PReLUs come from a `cl_research.kernels.Kernels` (default: XLA's).
+
+`model.dtype` is the compute dtype of the convolution stages, as flax's `dtype`:
+`bfloat16` computes convolutions, PReLUs and pools in bfloat16 (XLA accumulates the
+convolutions in float32), while the parameters stay float32 (`param_dtype`) and the
+feature layer, the classifier, the losses and the center update are float32: the
+features the losses see and the centers that follow them keep float32's resolution.
 """
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from cl_research import kernels as kernels_lib
 
+DTYPES = ('float32', 'bfloat16')  # model.dtype
 
-def normalize_images(images_BxHxWx1):
-  """uint8 pixels -> roughly [-1, 1], as the Caffe prototxt's `(x - 127.5) * 0.0078125`."""
-  return (images_BxHxWx1.astype(jnp.float32) - 127.5) / 128.0
+
+def normalize_images(images_BxHxWx1, dtype=jnp.float32):
+  """uint8 pixels -> roughly [-1, 1], as the Caffe prototxt's `(x - 127.5) * 0.0078125`;
+  exact in bfloat16 too (integers up to 255, then a power of two)."""
+  return ((images_BxHxWx1.astype(jnp.float32) - 127.5) / 128.0).astype(dtype)
 
 
 class PReLU(nn.Module):
@@ -23,7 +32,7 @@ class PReLU(nn.Module):
   @nn.compact
   def __call__(self, x):
     slope = self.param('slope', nn.initializers.constant(0.25), (x.shape[-1],))
-    return self.kernels.prelu(x, slope)
+    return self.kernels.prelu(x, slope.astype(x.dtype))
 
 
 def max_pool_2x2(x_BxHxWxC):
@@ -58,17 +67,19 @@ class LeNetsPP(nn.Module):
   feature_prelu: bool = False
   classifier_bias: bool = True
   kernels: kernels_lib.Kernels = kernels_lib.XLA
+  dtype: Any = jnp.float32  # the convolution stages' compute dtype
 
   @nn.compact
   def __call__(self, images_BxHxWx1):
-    x = normalize_images(images_BxHxWx1)
+    x = normalize_images(images_BxHxWx1, self.dtype)
     for width in self.channels:
       for _ in range(2):
-        x = nn.Conv(width, (5, 5), padding=2,
+        x = nn.Conv(width, (5, 5), padding=2, dtype=self.dtype,
                     conv_general_dilated=self.kernels.conv_general_dilated)(x)
         x = PReLU(self.kernels)(x)
       x = max_pool_2x2(x)
-    features_BxD = nn.Dense(self.feature_size, name='feature')(x.reshape(x.shape[0], -1))
+    x = x.reshape(x.shape[0], -1).astype(jnp.float32)
+    features_BxD = nn.Dense(self.feature_size, name='feature')(x)
     if self.feature_prelu:
       features_BxD = PReLU(self.kernels, name='feature_prelu')(features_BxD)
     logits_BxC = nn.Dense(self.num_classes, use_bias=self.classifier_bias,
@@ -84,14 +95,15 @@ class SeedCNN(nn.Module):
   num_classes: int = 10
   classifier_bias: bool = True
   kernels: kernels_lib.Kernels = kernels_lib.XLA
+  dtype: Any = jnp.float32  # the convolution's compute dtype
 
   @nn.compact
   def __call__(self, images_BxHxWx1):
-    x = normalize_images(images_BxHxWx1)
-    x = nn.Conv(10, (2, 2), padding='VALID',
+    x = normalize_images(images_BxHxWx1, self.dtype)
+    x = nn.Conv(10, (2, 2), padding='VALID', dtype=self.dtype,
                 conv_general_dilated=self.kernels.conv_general_dilated)(x)
-    x = max_pool_2x2(x)
-    features_BxD = nn.relu(nn.Dense(self.feature_size, name='feature')(x.reshape(x.shape[0], -1)))
+    x = max_pool_2x2(x).reshape(x.shape[0], -1).astype(jnp.float32)
+    features_BxD = nn.relu(nn.Dense(self.feature_size, name='feature')(x))
     logits_BxC = nn.Dense(self.num_classes, use_bias=self.classifier_bias,
                           name='classifier')(features_BxD)
     return features_BxD, logits_BxC
@@ -119,4 +131,4 @@ def get_model(model_config, feature_size, num_classes, kernels=kernels_lib.XLA,
     classifier_bias = model_config.classifier_bias
   return MODELS[model_config.name](model_config, feature_size=feature_size,
                                    num_classes=num_classes, classifier_bias=classifier_bias,
-                                   kernels=kernels)
+                                   kernels=kernels, dtype=jnp.dtype(model_config.dtype))

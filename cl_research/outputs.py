@@ -39,7 +39,7 @@ RESULT_METRICS = ('train_accuracy', 'train_intra', 'train_inter', 'train_intra_i
 SUMMARY_COLUMNS = (('name', 'status', 'diverged_step', 'diverged_quantity', 'lam', 'alpha',
                     'feature_size', 'seed', 'head', 'regularizer', 'scale', 'margin',
                     'holdout', 'data_source', 'data_detail', 'num_train',
-                    'num_test', 'num_steps') + RESULT_METRICS +
+                    'num_test', 'num_steps', 'dtype') + RESULT_METRICS +
                    ('final_loss', 'final_softmax_loss', 'final_regularizer_loss', 'clip_fraction',
                     'mean_grad_norm', 'max_grad_norm', 'wall_s'))
 FINISHED = ('complete', 'diverged')

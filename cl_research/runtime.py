@@ -2,7 +2,7 @@
 per sweep (before anything is written) and recorded in `metadata.json`.
 
 | field                       | auto on CPU                   | auto on GPU / TPU        |
-| model.kernels               | oneDNN where it builds        | XLA                      |
+| model.kernels               | oneDNN where it builds (float32) | XLA                   |
 | parallel.group_strategy     | unroll                        | vmap                     |
 | parallel.max_group_size     | 1                             | 0 (no limit)             |
 | parallel.steps_per_call     | 1                             | 0 (a rolled scan a chunk)|
@@ -29,6 +29,8 @@ class Runtime:
   backend: str
   kernels: str  # 'xla' or 'onednn'
   kernels_why: str
+  dtype: str  # model.dtype: the convolution stages' compute dtype
+  cpu_bf16: bool  # the CPU reports AVX512-BF16 or AMX-BF16 (bfloat16 dot products)
   group_strategy: str  # 'vmap', 'map' or 'unroll' (cl_research.groups.group_step)
   max_group_size: int  # 0: no limit
   steps_per_call: int  # 0: every chunk in one call
@@ -44,13 +46,25 @@ class Runtime:
     return dataclasses.asdict(self)
 
 
+def cpu_has_bf16():
+  """Whether this CPU reports bfloat16 dot-product instructions (AVX512-BF16 or
+  AMX-BF16), from /proc/cpuinfo; False where it cannot be read."""
+  try:
+    with open('/proc/cpuinfo') as f:
+      flags = next((line.split(':', 1)[1].split() for line in f if line.startswith('flags')),
+                   [])
+  except OSError:
+    return False
+  return 'avx512_bf16' in flags or 'amx_bf16' in flags
+
+
 def resolve(config):
   """The `Runtime` of `config` on this process's backend. Builds the oneDNN kernels on
   first use (cached on disk); raises `kernels.Unavailable` for an explicit
   `model.kernels=onednn` that cannot be had."""
   backend = jax.default_backend()
   cpu = backend == 'cpu'
-  kernels, why = kernels_lib.resolve(config.model.kernels, backend)
+  kernels, why = kernels_lib.resolve(config.model.kernels, backend, config.model.dtype)
   p = config.parallel
   strategy = p.group_strategy if p.group_strategy != 'auto' else ('unroll' if cpu else 'vmap')
   if p.local_processes:
@@ -60,7 +74,8 @@ def resolve(config):
   else:
     processes = len(local_processes.available_cores())
   return Runtime(
-      backend=backend, kernels=kernels, kernels_why=why, group_strategy=strategy,
+      backend=backend, kernels=kernels, kernels_why=why, dtype=config.model.dtype,
+      cpu_bf16=cpu and cpu_has_bf16(), group_strategy=strategy,
       max_group_size=p.max_group_size or (1 if cpu else 0),
       steps_per_call=p.steps_per_call or (1 if cpu else 0),
       unroll_steps=cpu, local_processes=processes)

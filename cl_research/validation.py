@@ -103,6 +103,7 @@ def validate(config):
          'data.source=auto or tfds')
   _check_choice(config.model.name, 'model.name', tuple(models.MODELS))
   _check_choice(config.model.kernels, 'model.kernels', kernels.CHOICES)
+  _check_choice(config.model.dtype, 'model.dtype', models.DTYPES)
   _check_choice(config.optimizer.name, 'optimizer.name', optim.OPTIMIZERS)
   _check_choice(config.centers.mode, 'centers.mode', train.CENTER_MODES)
   _check_choice(config.centers.optimizer, 'centers.optimizer', optim.OPTIMIZERS)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 log = logging.getLogger(__name__)
 
 CHOICES = ('auto', 'xla', 'onednn')
+_SAID = set()  # the dtypes whose fallback to XLA was logged
 
 
 class Unavailable(RuntimeError):
@@ -49,14 +50,26 @@ def implementation(name):
   return onednn.KERNELS
 
 
-def resolve(choice, backend):
-  """(`xla` or `onednn`, why): what `model.kernels = choice` runs with on `backend`.
+def resolve(choice, backend, dtype='float32'):
+  """(`xla` or `onednn`, why): what `model.kernels = choice` runs with on `backend` for
+  a model computing in `dtype` (`model.dtype`).
 
   Builds the oneDNN library on first use (cached on disk). Raises Unavailable for an
-  explicit `onednn` that cannot be had; `auto` falls back to XLA with a warning.
+  explicit `onednn` that cannot be had; `auto` falls back to XLA with a warning. The
+  oneDNN kernels compute in float32 only, so `auto` in bfloat16 runs XLA's bfloat16
+  convolutions (said once in the log and recorded).
   """
   if choice == 'xla':
     return 'xla', 'model.kernels=xla'
+  if dtype != 'float32':
+    if choice == 'onednn':
+      raise Unavailable(f"model.kernels='onednn' computes in float32 only, model.dtype is "
+                        f"{dtype!r} (use 'auto' or 'xla', or model.dtype='float32')")
+    if backend == 'cpu' and dtype not in _SAID:
+      _SAID.add(dtype)  # once per process
+      log.warning("model.dtype=%s: the oneDNN kernels compute in float32 only; using XLA's "
+                  '%s convolutions', dtype, dtype)
+    return 'xla', f'XLA: the oneDNN kernels compute in float32 only, model.dtype is {dtype}'
   if backend != 'cpu':
     if choice == 'onednn':
       raise Unavailable(f"model.kernels='onednn' runs on CPU only, the backend is {backend!r} "
