@@ -40,10 +40,11 @@ def paired_difference(values, baseline, confidence=0.95):
 
 
 def verdict(comparison):
-  """'higher', 'lower' or 'no clear difference': where the interval lies against 0."""
-  if comparison['n'] > 1 and comparison['ci95_low'] > 0:
+  """'higher', 'lower' or 'no clear difference': where the interval lies against 0.
+  `comparison` is `paired_difference`'s dict or a row of comparisons.csv (its text)."""
+  if int(comparison['n']) > 1 and float(comparison['ci95_low']) > 0:
     return 'higher'
-  if comparison['n'] > 1 and comparison['ci95_high'] < 0:
+  if int(comparison['n']) > 1 and float(comparison['ci95_high']) < 0:
     return 'lower'
   return 'no clear difference'
 

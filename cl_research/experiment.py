@@ -155,7 +155,7 @@ def write_run(trainer, dataset, config, workdir, point, state, last, snapshots, 
   if diverged_at:  # the numbers of a diverged run mean nothing: record none of them
     log.warning('run %s diverged: %s non-finite at step %d', sweeps.run_name(point),
                 quantity, diverged_at)
-    result = dict.fromkeys(outputs.RESULT_METRICS)
+    result = {}
   result = {
       'name': sweeps.run_name(point), **point,
       'status': 'diverged' if diverged_at else 'complete',
@@ -216,7 +216,7 @@ def train_groups(config, workdir, dataset, run_groups, runtime, metadata, show_p
                  cores=None):
   """Trains and writes every run of `run_groups` in this process, one group after
   another; `dataset` is the whole one (`data.load`), each group takes its part."""
-  trainers = {}
+  trainers, datasets = {}, {}  # built once per setup, taken once per set of held-out classes
   total = sum(len(g) for g in run_groups)
   progress = tqdm.tqdm(total=total * config.num_steps, unit='step', mininterval=1.0,
                        dynamic_ncols=True, disable=not show_progress or not total)
@@ -233,7 +233,9 @@ def train_groups(config, workdir, dataset, run_groups, runtime, metadata, show_p
                                       dataset.image_shape, runtime, mesh=mesh,
                                       head=first['head'], regularizer=first['regularizer'])
       trainer = trainers[key]
-      group_data = run_dataset(dataset, config, first['holdout'])
+      if first['holdout'] not in datasets:
+        datasets[first['holdout']] = run_dataset(dataset, config, first['holdout'])
+      group_data = datasets[first['holdout']]
       states, lasts, snapshots, wall_s = train_group(trainer, group_data, config, group,
                                                      workdir, progress)
       for i, point in enumerate(group):

@@ -145,14 +145,15 @@ def openset(workdir, results, features_by_name, dataset):
     panels.setdefault((tuple(r['holdout']), r['feature_size']), {}).setdefault(
         setting, []).append(r['verification_roc'])
   keys = sorted(panels)
+  settings = list(dict.fromkeys(s for panel in panels.values() for s in panel))  # colours
   fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4.6 * max(len(keys), 1), 4.2),
                            squeeze=False)
   for ax, key in zip(axes[0], keys):
-    for k, (setting, rocs) in enumerate(panels[key].items()):
+    for setting, rocs in panels[key].items():
       far = np.array(rocs[0]['far'])
       tar = np.array([roc['tar_cosine'] for roc in rocs])
       stats = np.array([[m, lo, hi] for m, _, lo, hi in map(analysis.mean_interval, tar.T)])
-      color = plots.CLASS_COLORS[k % 10]
+      color = plots.CLASS_COLORS[settings.index(setting) % 10]
       ax.plot(far, stats[:, 0], color=color, lw=1.2, label=f'{setting} ({len(rocs)} seeds)')
       if len(rocs) > 1:
         ax.fill_between(far, stats[:, 1], stats[:, 2], color=color, alpha=0.15)
@@ -162,7 +163,7 @@ def openset(workdir, results, features_by_name, dataset):
     ax.set_ylabel('true accept rate')
     ax.set_title(f'unseen classes {", ".join(map(str, key[0]))}, d={key[1]}', fontsize=9)
     ax.grid(linestyle='--', color='0.8')
-  handles, labels = axes[0][0].get_legend_handles_labels()
+  handles, labels = plots.legend_entries(axes)
   fig.legend(handles, labels, loc='upper center', bbox_to_anchor=(0.5, 0.0), ncol=2,
              fontsize=8)
   return plots.save(fig, outputs.workdir_file(workdir, 'roc.png'),

@@ -19,6 +19,7 @@ import numpy as np
 
 from cl_research import metrics
 
+
 def enrolment_split(labels_N, classes, k, seed):
   """(enrolment indices per class, mated probe indices): `k` seeded enrolment images per
   class in `classes`, the rest of their images as probes."""

@@ -112,7 +112,6 @@ def run_title(dataset, point, result):
   return f'{dataset.title}\n{sweeps.describe_point(point)}: {cell_label(result)}'
 
 
-
 class RunLog:
   """One run's metrics.jsonl, appended as training goes; truncated to a resumed step."""
 
@@ -159,6 +158,19 @@ def write_csv(path, columns, rows):
     writer.writerow({k: ','.join(map(str, v)) if isinstance(v, (list, tuple)) else v
                      for k, v in files.json_safe(r).items()})
   files.write_text(path, out.getvalue())
+
+
+def read_csv(path):
+  """The rows of a CSV file `write_csv` wrote, as dicts of text."""
+  with open(path) as f:
+    return list(csv.DictReader(f))
+
+
+def elapsed_minutes(workdir):
+  """Minutes from a workdir's config.json to its summary.csv: training, evaluation and
+  the runs' plots."""
+  return (os.path.getmtime(workdir_file(workdir, 'summary.csv')) -
+          os.path.getmtime(workdir_file(workdir, 'config.json'))) / 60
 
 
 def write_summary(path, results):

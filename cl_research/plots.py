@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from cl_research import files
+from cl_research import metrics
 
 CLASS_COLORS = plt.get_cmap('tab10').colors
 LEGEND_CLASSES = 20  # classes named in a legend; colours repeat past ten
@@ -100,18 +101,12 @@ def empty_panel(ax, title, message):
   ax.set_yticks([])
 
 
-def unit(x):
-  """Rows divided by their norms (zero rows stay zero): the directions of features."""
-  x = np.asarray(x, np.float64)
-  return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
 def direction_panel(ax, features_NxD, labels_N, centers_CxD, title, class_names):
   """The features' directions, as the angular heads see them: on the unit circle for
   2-D (drawn), on the sphere for 3-D (`ax` a 3-D axes), else the PCA of the unit
   vectors. Centers' directions as white dots."""
-  points = unit(features_NxD)
-  centers = None if centers_CxD is None else unit(centers_CxD)
+  points = metrics.unit_vectors(features_NxD)
+  centers = None if centers_CxD is None else metrics.unit_vectors(centers_CxD)
   if points.shape[1] == 3 and getattr(ax, 'name', '') == '3d':
     for c, name in enumerate(class_names):
       m = points[labels_N == c]
@@ -199,15 +194,21 @@ def plot_grid(cells, row_names, col_names, title, class_names, path, max_points=
   save(fig, path, title, dpi=100, bbox_inches='tight')
 
 
-def legend_outside(fig, axes):
-  """One legend for all panels, right of them, where it hides no cluster (save the
-  figure with `bbox_inches='tight'` to keep it)."""
-  by_label = {}  # every panel's entries once: a panel without centers lacks that entry
+def legend_entries(axes):
+  """(handles, labels) of every panel's entries, each label once: one panel may lack an
+  entry another has (centers, a setting)."""
+  by_label = {}
   for ax in np.ravel(axes):
     for handle, label in zip(*ax.get_legend_handles_labels()):
       by_label.setdefault(label, handle)
-  if by_label:
-    labels, handles = list(by_label), list(by_label.values())
+  return list(by_label.values()), list(by_label)
+
+
+def legend_outside(fig, axes):
+  """One legend for all panels, right of them, where it hides no cluster (save the
+  figure with `bbox_inches='tight'` to keep it)."""
+  handles, labels = legend_entries(axes)
+  if handles:
     one_row = np.ndim(axes) < 2 or np.shape(axes)[0] == 1
     enlarge_markers(fig.legend(handles, labels, loc='center left', bbox_to_anchor=(1.01, 0.5),
                                fontsize=8, framealpha=0.7, ncol=2 if one_row else 1))

@@ -79,7 +79,7 @@ def normalized_center_loss(features_BxD, labels_B, centers_CxD):
   """Center loss on L2-normalised features and centers, averaged over the batch:
   1/2 ||x/||x|| - c_y/||c_y|| ||^2 = 1 - cos(x, c_y) (NormFace's C-contrastive form)."""
   return center_loss(heads.l2_normalize(features_BxD), labels_B,
-                            heads.l2_normalize(centers_CxD))
+                     heads.l2_normalize(centers_CxD))
 
 
 def regularizer_loss(name, features_BxD, labels_B, centers_CxD, radius, hparams):

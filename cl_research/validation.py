@@ -20,6 +20,7 @@ from cl_research import sharding
 from cl_research import sweeps
 from cl_research import train
 
+
 def _check(ok, message):
   if not ok:
     raise configs.ConfigError(message)

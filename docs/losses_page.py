@@ -10,7 +10,6 @@ against no regularizer, per head, paired by seed). About 20 minutes on 2 CPU cor
 """
 
 import argparse
-import csv
 import os
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from cl_research import analysis  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cl_research import outputs  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 DOCS = os.path.join(REPO, 'docs')
 WORKDIR = os.path.join(REPO, 'runs', 'docs', 'losses')
@@ -35,8 +35,7 @@ def train(extra_args):
 
 
 def read(name):
-  with open(os.path.join(WORKDIR, name)) as f:
-    return list(csv.DictReader(f))
+  return outputs.read_csv(os.path.join(WORKDIR, name))
 
 
 def pct(row, key):
@@ -98,9 +97,7 @@ def findings(comparisons, metrics):
   for key, name, _ in metrics:
     groups = {'higher': [], 'lower': [], 'no clear difference': []}
     for head, by_metric in heads.items():
-      c = by_metric[key]
-      groups[analysis.verdict({'n': int(c['n']), 'ci95_low': float(c['ci95_low']),
-                               'ci95_high': float(c['ci95_high'])})].append(head)
+      groups[analysis.verdict(by_metric[key])].append(head)
     lines.append(f'- {name}: ' + '; '.join(f"{v} for {', '.join(h)}" for v, h in groups.items()
                                           if h) + '.')
   return '\n'.join(lines)

@@ -10,7 +10,6 @@ mnist` and Debian's `dataset-fashion-mnist` (or tfds online).
 """
 
 import argparse
-import csv
 import os
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from cl_research import analysis  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cl_research import outputs  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 DOCS = os.path.join(REPO, 'docs')
 RUNS = os.path.join(REPO, 'runs', 'docs')
@@ -43,15 +43,7 @@ def train(dataset, extra_args):
 
 
 def read(dataset, name):
-  with open(os.path.join(workdir(dataset), name)) as f:
-    return list(csv.DictReader(f))
-
-
-def elapsed_min(dataset):
-  """Minutes from config.json to summary.csv: training, evaluation and the runs' plots."""
-  folder = workdir(dataset)
-  return (os.path.getmtime(os.path.join(folder, 'summary.csv')) -
-          os.path.getmtime(os.path.join(folder, 'config.json'))) / 60
+  return outputs.read_csv(os.path.join(workdir(dataset), name))
 
 
 def setting_name(row):
@@ -94,8 +86,7 @@ def comparisons_table(rows):
     for key, _, scale in METRICS:
       c = {k: float(v) for k, v in by_metric[key].items()
            if k in ('mean_diff', 'ci95_low', 'ci95_high')}
-      mark = {'higher': ' (+)', 'lower': ' (-)'}.get(analysis.verdict(
-          {'n': int(by_metric[key]['n']), **c}), '')
+      mark = {'higher': ' (+)', 'lower': ' (-)'}.get(analysis.verdict(by_metric[key]), '')
       cells.append(f"{scale * c['mean_diff']:+.1f} [{scale * c['ci95_low']:+.1f}, "
                    f"{scale * c['ci95_high']:+.1f}]{mark}")
     lines.append(f'| {setting} | ' + ' | '.join(cells) + ' |')
@@ -106,8 +97,7 @@ def verdicts(rows, setting_filter, metric):
   found = [r for r in rows if r['metric'] == metric and setting_filter(r['setting'])]
   counts = {v: 0 for v in ('higher', 'lower', 'no clear difference')}
   for r in found:
-    counts[analysis.verdict({'n': int(r['n']), 'ci95_low': float(r['ci95_low']),
-                             'ci95_high': float(r['ci95_high'])})] += 1
+    counts[analysis.verdict(r)] += 1
   return counts, len(found)
 
 
@@ -140,7 +130,7 @@ def main():
     sections.append(SECTION.format(
         title=title, dataset=dataset, detail=summary[0]['data_detail'],
         steps=summary[0]['num_steps'], answer=answer(comparisons),
-        minutes=elapsed_min(dataset), runs=len(summary),
+        minutes=outputs.elapsed_minutes(workdir(dataset)), runs=len(summary),
         settings=settings_table(read(dataset, 'summary_by_setting.csv')),
         comparisons=comparisons_table(comparisons)))
   with open(os.path.join(DOCS, 'openset.md'), 'w') as f:

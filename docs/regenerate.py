@@ -16,7 +16,6 @@ stops if not. About 45 minutes on 2 CPU cores.
 """
 
 import argparse
-import csv
 import json
 import os
 import shutil
@@ -92,16 +91,8 @@ def redraw(fig, dataset):
   figures.FIGURES[fig](wd, results, features, data.for_config(whole, config.data))
 
 
-def elapsed_min(fig, dataset):
-  """Minutes from config.json to summary.csv: training, evaluation and the runs' plots."""
-  wd = workdir(fig, dataset)
-  return (os.path.getmtime(os.path.join(wd, 'summary.csv')) -
-          os.path.getmtime(os.path.join(wd, 'config.json'))) / 60
-
-
 def read_summary(fig, dataset):
-  with open(os.path.join(workdir(fig, dataset), 'summary.csv')) as f:
-    return list(csv.DictReader(f))
+  return outputs.read_csv(os.path.join(workdir(fig, dataset), 'summary.csv'))
 
 
 def num(row, key):
@@ -261,7 +252,8 @@ def main():
       shutil.copy(os.path.join(workdir(fig, dataset), f'{fig}.png'),
                   os.path.join(figdir, f'{fig}_{dataset}.png'))
     sections.append(dict(dataset=dataset, description=description, **rows,
-                         minutes={fig: elapsed_min(fig, dataset) for fig in FIGURES},
+                         minutes={fig: outputs.elapsed_minutes(workdir(fig, dataset))
+                                  for fig in FIGURES},
                          detail=rows['fig2'][0]['data_detail']))
   with open(os.path.join(DOCS, 'reproduction.md'), 'w') as f:
     f.write(PAGE_HEAD + ''.join(section(s) for s in sections) + PAGE_TAIL)
