@@ -3,9 +3,10 @@
 The one prepared accelerator run (about 10 minutes planned for one H200, not yet
 measured there): the step benchmark in float32 and in bfloat16 with vmap groups of
 K = 1, 2, 4, 8, 16, then `fig3` at the paper's full settings and the `losses` grid,
-each through the real command line. Writes `<out>/gpu.json` (both benchmarks' JSON,
-each run's wall time and summary rows) and the figures under `<out>/fig3/` and
-`<out>/losses/`. A machine without internet reads MNIST's IDX files from `--data-dir`
+each through the real command line, then the face backbones' training images/s
+(iResNet-18 and -50 at 112x112, float32 and bfloat16, batch 128: face_bench.py) and
+`face:synthetic`. Writes `<out>/gpu.json` (the benchmarks' JSON, each run's wall time
+and summary rows) and the figures under `<out>/fig3/`, `<out>/losses/`, `<out>/face/`. A machine without internet reads MNIST's IDX files from `--data-dir`
 (as written by `python -m cl_research.fetch mnist`).
 
   python benchmarks/gpu.py --out runs/gpu --data-dir ~/.cache/cl_research/data/mnist
@@ -33,6 +34,13 @@ def bench(dtype, smoke):
   return json.loads(run(cmd)[1].strip().splitlines()[-1])
 
 
+def face_bench(smoke):
+  """face_bench.py's JSON: iResNet-18 and -50 training images/s, float32 and bfloat16."""
+  cmd = [sys.executable, os.path.join(REPO, 'benchmarks', 'face_bench.py')]
+  cmd += ['--smoke'] if smoke else ['--batch', '128', '--steps', '10']
+  return json.loads(run(cmd)[1].strip().splitlines()[-1])
+
+
 def run(cmd):
   """(seconds, stdout) of a command that must succeed; its stderr passes through."""
   print('+', ' '.join(cmd), flush=True)
@@ -50,7 +58,7 @@ def experiment(name, out, data_args):
   with open(os.path.join(workdir, 'summary.csv')) as f:
     rows = list(csv.DictReader(f))
   keep = ('name', 'status', 'test_accuracy', 'test_intra_inter', 'verification_accuracy',
-          'wall_s', 'dtype')
+          'synthetic_accuracy', 'images_per_s', 'wall_s', 'dtype')
   return {'config': name, 'wall_s': round(seconds, 1),
           'rows': [{k: r.get(k) for k in keep} for r in rows]}
 
@@ -74,6 +82,9 @@ def main():
             'bench_bfloat16': bench('bfloat16', args.smoke)}
   result['fig3'] = experiment('fig3' + suffix, args.out, data_args)
   result['losses'] = experiment('losses' + suffix, args.out, data_args)
+  result['face_bench'] = face_bench(args.smoke)
+  result['face'] = experiment('face:synthetic' + (',smoke' if args.smoke else ''), args.out,
+                              [])
   with open(os.path.join(args.out, 'gpu.json'), 'w') as f:
     json.dump(result, f, indent=1)
   print('wrote', os.path.join(args.out, 'gpu.json'))

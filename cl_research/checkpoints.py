@@ -26,6 +26,7 @@ class GroupCheckpoints:
   def __init__(self, directory):
     self.directory = os.path.abspath(directory)
     self._manager = None
+    self.extra = None
 
   def manager(self):
     if self._manager is None:
@@ -38,8 +39,9 @@ class GroupCheckpoints:
       self._manager = ocp.CheckpointManager(self.directory, options=options)
     return self._manager
 
-  def save(self, step, states, names, num_real, snapshots, snapshot_paths):
-    """Saves the real members' states (padding dropped) and their evolution snapshots."""
+  def save(self, step, states, names, num_real, snapshots, snapshot_paths, extra=None):
+    """Saves the real members' states (padding dropped), their evolution snapshots and
+    `extra` (JSON: a streaming pipeline's iterator state)."""
     if snapshots:
       for path, snaps in zip(snapshot_paths, snapshots):
         files.savez(path,
@@ -48,19 +50,22 @@ class GroupCheckpoints:
                     centers=np.stack([c for _, _, c in snaps]))
     real = jax.tree.map(lambda x: x[:num_real], states)
     self.manager().save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(real), meta=ocp.args.JsonSave({'names': list(names)})))
+        state=ocp.args.StandardSave(real),
+        meta=ocp.args.JsonSave({'names': list(names), 'extra': extra})))
     self.manager().wait_until_finished()
 
   def restore(self, states, names, snapshot_paths, num_real):
     """(step, states, snapshots) from the latest checkpoint holding every member of
-    `names`; (0, states, None) when there is none. `states` gives shapes and padding."""
+    `names`; (0, states, None) when there is none. `states` gives shapes and padding.
+    The `extra` saved with it is left in `self.extra`."""
     if not os.path.isdir(self.directory):
       return 0, states, None
     step = self.manager().latest_step()
     if step is None:
       return 0, states, None
-    saved = self.manager().restore(step, args=ocp.args.Composite(
-        meta=ocp.args.JsonRestore()))['meta']['names']
+    meta = self.manager().restore(step, args=ocp.args.Composite(
+        meta=ocp.args.JsonRestore()))['meta']
+    saved, self.extra = meta['names'], meta.get('extra')
     if not set(names) <= set(saved):
       log.warning('checkpoint in %s is of other runs: starting afresh', self.directory)
       return 0, states, None

@@ -87,6 +87,7 @@ def base_config():
   c.optimizer.decay_biases = False  # Caffe LeNets++: decay_mult 0 on biases (optim.decay_mask)
   c.optimizer.lr_decay = 0.8  # Caffe MNIST solver: x0.8 at 5k and 8k of 10k iterations
   c.optimizer.lr_decay_at = (0.5, 0.8)  # fractions of num_steps
+  c.optimizer.lr_schedule = 'step'  # 'step': lr_decay at lr_decay_at; 'linear': to 0
   c.optimizer.warmup_frac = 0.0  # linear warm-up over this fraction of num_steps
   c.optimizer.grad_clip_norm = 0.0  # clip the network's gradient to this global norm; 0: off
 
@@ -130,6 +131,43 @@ def base_config():
   c.num_steps = 10_000
   c.log_every = 100
   c.plot_max_points = 10_000
+  return c
+
+
+def face_config():
+  """The base of face experiments (`experiments/face.py`): streamed face data, a face
+  backbone and the face protocols. The fields it adds are read by
+  `cl_research.face_training`; what each face source needs: docs/faces.md."""
+  c = base_config()
+  c.data.name = 'faces'
+  c.data.face_source = 'synthetic'  # synthetic | rec | folder | tfds
+  c.data.rec_dir = ''  # an insightface pack: train.rec, train.idx, property, *.bin
+  c.data.folder = ''  # root/<identity>/<image>
+  c.data.tfds_name = 'vgg_face2'
+  c.data.tfds_split = 'train'
+  c.data.label_key = ''  # the tfds feature holding the identity ('': the known one)
+  c.data.val_dir = ''  # where <target>.bin lie ('': rec_dir)
+  c.data.val_targets = ('lfw', 'cfp_fp', 'agedb_30')
+  c.data.lfw_pairs = ''  # LFW's pairs.txt, with lfw_dir the LFW image folder
+  c.data.lfw_dir = ''
+  c.data.flip = True  # random horizontal flip of training images
+  c.data.workers = 0  # Grain decoding processes; 0: threads of this process
+  c.data.synthetic_identities = 32  # the generated pack (face:synthetic): identities,
+  c.data.synthetic_images = 16  # images of each, and validation pairs (of as many
+  c.data.synthetic_pairs = 400  # unseen identities as half the training ones)
+  c.model.name = 'iresnet'  # iresnet | face_resnet (cl_research.backbones)
+  c.model.depth = 50  # iresnet: 18 | 34 | 50 | 100
+  c.model.width = 1.0  # channels x this (1: the reference network)
+  c.model.kernels = 'xla'
+  c.model.classifier_bias = False
+  c.sweep.feature_size = (512,)
+  c.eval.face_every = 2000  # validation packs every N steps (and at 0 and the end); 0: end
+  c.eval.flip = 'sum'  # sum (insightface) | concat (ECCV16) | none
+  c.eval.protocol = 'insightface'  # insightface | eccv16 (cl_research.verification)
+  c.eval.num_folds = 10
+  c.eval.batch_size = 256
+  c.parallel.classifier_shard = 1  # devices the classifier and the centers split over
+  c.analysis.baseline = ()
   return c
 
 

@@ -22,6 +22,7 @@ from cl_research import batches
 from cl_research import checkpoints
 from cl_research import data
 from cl_research import evaluation
+from cl_research import face_training
 from cl_research import figures
 from cl_research import files
 from cl_research import groups
@@ -278,10 +279,13 @@ def train_share(payload_path, index, cores):
 def train_and_evaluate(config, workdir, dataset=None):
   """Runs every point of `config.sweep` and writes all outputs under `workdir`.
   `dataset` (default: `data.load(config.data)`) is the whole one; each run takes the part
-  its held-out classes and `data.num_train` leave. Raises `configs.ConfigError` or
+  its held-out classes and `data.num_train` leave. Face configs (`data.name='faces'`)
+  stream their data instead: `cl_research.face_training`. Raises `configs.ConfigError` or
   `kernels.Unavailable` before writing anything.
   """
   validation.validate(config)
+  if config.data.name == 'faces':
+    return face_training.train_and_evaluate(config, workdir)
   process, num_processes = sharding.initialize(config.parallel)
   runtime = runtime_lib.resolve(config)
   if dataset is None:

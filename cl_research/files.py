@@ -66,6 +66,14 @@ def read_json(path):
     return None
 
 
+def read_jsonl(path):
+  """The records of a JSON-lines file (metrics.jsonl); [] if it is missing."""
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
 def savez(path, **arrays):
   with atomic_path(path) as tmp:
     with open(tmp, 'wb') as f:

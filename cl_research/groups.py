@@ -99,12 +99,7 @@ class Trainer:
   def hparams(self, lam, alpha, learning_rate=None, scale=None, margin=None):
     """The traced hyperparameters of one run, as float32 scalars: its point's (a None,
     for a value the run does not use: 0) and the rest of `config.loss`'s numbers."""
-    loss = self.config.loss
-    values = {'lam': lam, 'alpha': alpha, 'scale': scale, 'margin': margin,
-              'learning_rate': (self.config.optimizer.learning_rate if learning_rate is None
-                                else learning_rate),
-              **{k: loss[k] for k in train.LOSS_HPARAMS}}
-    return {k: jnp.float32(v or 0.0) for k, v in values.items()}
+    return train.hparams(self.config, lam, alpha, learning_rate, scale, margin)
 
   def _compiled_chunk(self, num_steps):
     if num_steps not in self._chunks:

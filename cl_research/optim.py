@@ -4,21 +4,31 @@ import jax
 import optax
 
 OPTIMIZERS = ('sgd', 'adam')  # `optimizer.name` and `centers.optimizer`
+LR_SCHEDULES = ('step', 'linear')  # `optimizer.lr_schedule`
 
 
 def relative_schedule(opt_config, num_steps):
   """The learning-rate multiplier over steps: x`lr_decay` at each fraction of `num_steps`
-  in `lr_decay_at`, times an optional linear warm-up over the first `warmup_frac`. The
-  decays fall at their fractions whatever the warm-up (`optax.join_schedules` would
-  shift them by its length). The peak rate itself is a traced hyperparameter."""
-  boundaries = {int(frac * num_steps): opt_config.lr_decay
-                for frac in opt_config.lr_decay_at if 0 < int(frac * num_steps) < num_steps}
-  decays = optax.piecewise_constant_schedule(1.0, boundaries)
+  in `lr_decay_at` (`lr_schedule='step'`, Caffe's multistep) or linearly from 1 to 0
+  at `num_steps` (`'linear'`, insightface's), times an optional linear warm-up over the
+  first `warmup_frac`. The decays fall at their fractions whatever the warm-up
+  (`optax.join_schedules` would shift them by its length). The peak rate itself is a
+  traced hyperparameter."""
+  if opt_config.lr_schedule == 'linear':
+    decays = optax.linear_schedule(1.0, 0.0, num_steps)
+  else:
+    decays = _step_decays(opt_config, num_steps)
   warmup_steps = int(opt_config.warmup_frac * num_steps)
   if warmup_steps == 0:
     return decays
   warmup = optax.linear_schedule(0.0, 1.0, warmup_steps)  # 1 after warmup_steps
   return lambda step: warmup(step) * decays(step)
+
+
+def _step_decays(opt_config, num_steps):
+  boundaries = {int(frac * num_steps): opt_config.lr_decay
+                for frac in opt_config.lr_decay_at if 0 < int(frac * num_steps) < num_steps}
+  return optax.piecewise_constant_schedule(1.0, boundaries)
 
 
 def decay_mask(params, decay_biases):

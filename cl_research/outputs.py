@@ -234,10 +234,14 @@ def format_table(results):
   cols = ['lam', 'alpha', 'feature_size', 'seed']
   cols += [c for c in ('head', 'regularizer', 'scale', 'margin')
            if any(r.get(c) not in (None, sweeps.DEFAULT_LOSS.get(c)) for r in results)]
-  cols += ['status', 'test_accuracy', 'test_intra_inter', 'wall_s']
+  if results and 'test_accuracy' not in results[0]:  # face runs: their packs' numbers
+    cols += ['status'] + sorted({k for r in results for k in r if k.endswith('_accuracy')
+                                 and k != 'train_accuracy'}) + ['images_per_s', 'wall_s']
+  else:
+    cols += ['status', 'test_accuracy', 'test_intra_inter', 'wall_s']
   head = ' '.join(f'{c:>16}' for c in cols)
-  rows = [' '.join(f'{r[c]:>16.4g}' if isinstance(r[c], float) else f'{r[c]!s:>16}'
-                   for c in cols) for r in results]
+  rows = [' '.join(f'{r.get(c):>16.4g}' if isinstance(r.get(c), float) else
+                   f'{r.get(c)!s:>16}' for c in cols) for r in results]
   return '\n'.join([head] + rows)
 
 

@@ -1,6 +1,7 @@
 """Matplotlib figures in the style of ECCV16 Fig. 2/3: one color per class, centers as
 white dots with a dark edge, 2-D features drawn directly and higher ones by PCA."""
 
+import os
 import re
 
 import matplotlib
@@ -12,6 +13,7 @@ from sklearn.decomposition import PCA
 
 from cl_research import files
 from cl_research import metrics
+from cl_research import sweeps
 
 CLASS_COLORS = plt.get_cmap('tab10').colors
 LEGEND_CLASSES = 20  # classes named in a legend; colours repeat past ten
@@ -254,3 +256,26 @@ def write_evolution_gif(snapshots, labels_N, class_names, title, path, fps=4):
   with files.atomic_path(path) as tmp:
     anim.save(tmp, writer=animation.PillowWriter(fps=fps))
   plt.close(fig)
+
+
+def plot_face_verification(workdir, results, val_names, path):
+  """Verification accuracy over training steps (read from each run's metrics.jsonl), one
+  panel per validation pack, one line per run, chance marked."""
+  fig, axes = plt.subplots(1, len(val_names), figsize=(5.5 * len(val_names), 4),
+                           squeeze=False)
+  for ax, val in zip(axes[0], val_names):
+    for r in results:
+      rows = files.read_jsonl(os.path.join(workdir, 'runs', r['name'], 'metrics.jsonl'))
+      points = [(row['step'], row[f'{val}_accuracy']) for row in rows
+                if f'{val}_accuracy' in row]
+      if points:
+        steps, accuracy = zip(*points)
+        ax.plot(steps, accuracy, marker='o', markersize=3,
+                label=sweeps.describe_point(r, ('head', 'regularizer', 'lam', 'scale',
+                                                'margin', 'feature_size', 'seed')))
+    ax.axhline(0.5, color='grey', linestyle=':', label='chance')
+    ax.set_title(f'{val}: 10-fold verification accuracy', fontsize=9)
+    ax.set_xlabel('training step')
+    ax.set_ylabel('accuracy')
+    ax.legend(fontsize=7)
+  return save(fig, path, title='face verification of the validation pairs during training')

@@ -9,7 +9,7 @@ import jax
 from cl_research import files
 
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'scikit-learn',
-            'tensorflow-datasets', 'ml-collections', 'matplotlib', 'onednn-cpu-gomp',
+            'tensorflow-datasets', 'grain', 'pillow', 'ml-collections', 'matplotlib', 'onednn-cpu-gomp',
             'cl_research')
 
 
@@ -37,8 +37,15 @@ def git_commit():
 
 
 def metadata(config, dataset, runtime):
-  """What a figure needs to be traced back to its code, machine and data. `runtime`:
-  the resolved `cl_research.runtime.Runtime` the runs train with."""
+  """What a figure needs to be traced back to its code, machine and data. `dataset`: a
+  `data.Dataset`, or a dict describing streamed data; `runtime`: the resolved
+  `cl_research.runtime.Runtime` the runs train with."""
+  if isinstance(dataset, dict):
+    data = dataset
+  else:
+    data = {'name': dataset.name, 'source': dataset.source, 'detail': dataset.detail,
+            'files': dataset.location, 'num_train': int(len(dataset.train_labels)),
+            'num_test': int(len(dataset.test_labels))}
   return {
       'packages': package_versions(),
       'runtime': runtime.as_dict(),
@@ -48,9 +55,7 @@ def metadata(config, dataset, runtime):
       'process_count': jax.process_count(),
       'compilation_cache': jax.config.jax_compilation_cache_dir or None,
       'git_commit': git_commit(),
-      'data': {'name': dataset.name, 'source': dataset.source, 'detail': dataset.detail,
-               'files': dataset.location, 'num_train': int(len(dataset.train_labels)),
-               'num_test': int(len(dataset.test_labels))},
+      'data': data,
       'seeds': {'init_and_data_order': sorted(set(config.sweep.seed) |
                                               set(config.sweep_extra.seed)),
                 'verification_pairs': config.eval.pairs_seed},

@@ -19,6 +19,7 @@ import cl_research
 from cl_research import configs
 from cl_research import data
 from cl_research import experiment
+from cl_research import faces
 from cl_research import files
 from cl_research import kernels
 from cl_research import local_processes
@@ -183,9 +184,10 @@ def main(argv=None):
     config, workdir, new_workdir = parse(argv)
     validation.validate(config)
     workdir = outputs.resolve_workdir(config, workdir, new_workdir)
-    dataset = data.load(config.data)
+    dataset = None if config.data.name == 'faces' else data.load(config.data)
     results = experiment.train_and_evaluate(config, workdir, dataset=dataset)
-  except (UsageError, configs.ConfigError, data.DataError, kernels.Unavailable) as e:
+  except (UsageError, configs.ConfigError, data.DataError, faces.FaceDataError,
+          kernels.Unavailable) as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
   except local_processes.LocalProcessError as e:
@@ -193,7 +195,8 @@ def main(argv=None):
           file=sys.stderr)
     return 1
   print(outputs.format_table(results))
-  print(f'outputs: {os.path.abspath(workdir)} (summary.csv, grid.png, runs/)')
+  made = 'verification.png' if config.data.name == 'faces' else 'grid.png'
+  print(f'outputs: {os.path.abspath(workdir)} (summary.csv, {made}, runs/)')
   return 0
 
 

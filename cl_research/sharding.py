@@ -12,6 +12,7 @@ import logging
 import os
 
 import jax
+import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
@@ -89,3 +90,50 @@ def barrier(name):
   """Waits for every process (a no-op with one)."""
   if jax.process_count() > 1:
     multihost_utils.sync_global_devices(name)
+
+
+# Face training: one run at a time on a ('batch', 'classes') mesh. The batch is split
+# over `batch`; the classifier's columns and the centers' rows over `classes`
+# (`parallel.classifier_shard` devices), so both grow with the number of identities
+# without being copied to every device. GSPMD partitions the step; the center update's
+# gather and scatter-add stay exact.
+
+
+def face_mesh(parallel_config):
+  """The mesh of a face run: the local devices as (batch, classes), `classes` of size
+  `parallel.classifier_shard`; None on one device."""
+  devices = jax.local_devices()
+  if parallel_config.num_devices:
+    devices = devices[:parallel_config.num_devices]
+  shard = parallel_config.classifier_shard
+  if len(devices) < 2:
+    return None
+  return Mesh(np.array(devices).reshape(-1, shard), ('batch', 'classes'))
+
+
+def _face_spec(path, leaf):
+  key = jax.tree_util.keystr(path)
+  if "['classifier']" in key and getattr(leaf, 'ndim', 0) == 2:
+    return P(None, 'classes')  # D x C kernel (and the optimizer's traces of it)
+  if "['classifier']" in key and getattr(leaf, 'ndim', 0) == 1:
+    return P('classes')  # the softmax head's bias
+  if key.startswith(('.centers', '.center_opt_state')) and getattr(leaf, 'ndim', 0) == 2:
+    return P('classes', None)  # C x D
+  return P()
+
+
+def face_state_shardings(state, mesh):
+  """The sharding of each leaf of a face run's TrainState on `mesh` (None: no mesh)."""
+  if mesh is None:
+    return None
+  return jax.tree_util.tree_map_with_path(
+      lambda path, leaf: NamedSharding(mesh, _face_spec(path, leaf)), state)
+
+
+def put_batch(batch, mesh):
+  """This process's batch as global arrays split over the mesh's `batch` axis (over
+  processes too), or on the default device without a mesh."""
+  if mesh is None:
+    return jax.device_put(batch)
+  spec = NamedSharding(mesh, P('batch'))
+  return jax.tree.map(lambda x: jax.make_array_from_process_local_data(spec, x), batch)

@@ -41,6 +41,7 @@ class TrainState:
   grad_norm_max: jax.Array  # and its largest value
   clipped_steps: jax.Array  # healthy steps whose gradient the clip shrank
   radius: jax.Array  # ring loss's learned R (0 until a ring run's first step)
+  batch_stats: Any = dataclasses.field(default_factory=dict)  # BatchNorm's running statistics
 
 
 def diverged_quantity(code):
@@ -73,29 +74,46 @@ def make_setup(config, model, head, regularizer):
                    schedule=optim.relative_schedule(config.optimizer, config.num_steps))
 
 
+def apply_model(model, params, batch_stats, images, train):
+  """(features, logits, batch_stats) of `model` on `images`. Models with BatchNorm
+  (non-empty `batch_stats`) normalise with the batch's statistics and return updated
+  running ones when `train`, and use the running ones otherwise."""
+  if not batch_stats:
+    features, logits = model.apply({'params': params}, images)
+    return features, logits, batch_stats
+  variables = {'params': params, 'batch_stats': batch_stats}
+  if not train:
+    features, logits = model.apply(variables, images, train=False)
+    return features, logits, batch_stats
+  (features, logits), updates = model.apply(variables, images, train=True,
+                                            mutable=['batch_stats'])
+  return features, logits, updates['batch_stats']
+
+
 def loss_and_grads(setup, state, batch, hparams):
   """The objective (`losses.objective`) at `state` on `batch` and its gradients:
   (grads {'params', and 'centers' in `gradient` mode, 'radius' for ring loss}, aux, the
-  batch's features, the radius used). Ring loss's radius starts at the first batch's
-  mean feature norm."""
+  batch's features, the radius used, the updated BatchNorm statistics). Ring loss's
+  radius starts at the first batch's mean feature norm."""
   images, labels = batch['image'], batch['label']
   ring = setup.regularizer == 'ring'
 
   def loss_fn(params, centers, radius):
-    features, logits = setup.model.apply({'params': params}, images)
+    features, logits, batch_stats = apply_model(setup.model, params, state.batch_stats,
+                                                images, train=True)
     if ring:
       first = jax.lax.stop_gradient(jnp.mean(heads.safe_norm(features)))
       radius = jnp.where(state.step == 0, first, radius)
     loss, aux = losses.objective(setup.head, setup.regularizer, features, logits,
                                  params['classifier'], labels, centers, radius, hparams,
                                  state.step)
-    return loss, (aux, features, radius)
+    return loss, (aux, features, radius, batch_stats)
 
   names = ('params',) + ('centers',) * (setup.center_mode == 'gradient') + ('radius',) * ring
   argnums = tuple({'params': 0, 'centers': 1, 'radius': 2}[n] for n in names)
-  grads, (aux, features, radius) = jax.grad(loss_fn, argnums=argnums, has_aux=True)(
-      state.params, state.centers, state.radius)
-  return dict(zip(names, grads)), aux, features, radius
+  grads, (aux, features, radius, batch_stats) = jax.grad(
+      loss_fn, argnums=argnums, has_aux=True)(state.params, state.centers, state.radius)
+  return dict(zip(names, grads)), aux, features, radius, batch_stats
 
 
 def update_centers(setup, state, features, labels, center_grads, hparams):
@@ -140,7 +158,7 @@ def divergence_code(loss, features, centers, params):
 
 
 GUARDED_FIELDS = ('params', 'opt_state', 'centers', 'center_opt_state', 'grad_norm_sum',
-                  'grad_norm_max', 'clipped_steps', 'radius')
+                  'grad_norm_max', 'clipped_steps', 'radius', 'batch_stats')
 
 
 def guard_divergence(state, updated, code):
@@ -162,7 +180,7 @@ def train_step(setup, state, batch, hparams):
   """(setup, state, batch, hparams) -> (state, aux): one step of one run, pure. aux holds
   `losses.objective`'s terms and `grad_norm`, the network gradient's global norm before
   the clip; the state counts the steps the clip engaged."""
-  grads, aux, features, radius = loss_and_grads(setup, state, batch, hparams)
+  grads, aux, features, radius, batch_stats = loss_and_grads(setup, state, batch, hparams)
   centers, center_opt_state = update_centers(setup, state, features, batch['label'],
                                              grads.get('centers'), hparams)
   params, opt_state = update_params(setup, state, grads['params'], hparams['learning_rate'])
@@ -173,6 +191,7 @@ def train_step(setup, state, batch, hparams):
   aux = {**aux, 'grad_norm': grad_norm}
   updated = state.replace(params=params, opt_state=opt_state, centers=centers,
                           center_opt_state=center_opt_state, radius=radius,
+                          batch_stats=batch_stats,
                           grad_norm_sum=state.grad_norm_sum + grad_norm,
                           grad_norm_max=jnp.maximum(state.grad_norm_max, grad_norm),
                           clipped_steps=state.clipped_steps + jnp.int32(clipped))
@@ -186,9 +205,20 @@ LOSS_HPARAMS = ('m1', 'm2', 'm3', 'contrastive_delta', 'git_weight', 'island_wei
                 'sphereface_lambda_min')
 
 
-def predict(model, head, params, images):
-  """(features, margin-free logits) of a batch: what evaluation sees."""
-  features, logits = model.apply({'params': params}, images)
+def hparams(config, lam, alpha, learning_rate=None, scale=None, margin=None):
+  """The traced hyperparameters of one run, as float32 scalars: its point's (a None,
+  for a value the run does not use: 0) and the rest of `config.loss`'s numbers."""
+  values = {'lam': lam, 'alpha': alpha, 'scale': scale, 'margin': margin,
+            'learning_rate': (config.optimizer.learning_rate if learning_rate is None
+                              else learning_rate),
+            **{k: config.loss[k] for k in LOSS_HPARAMS}}
+  return {k: jnp.float32(v or 0.0) for k, v in values.items()}
+
+
+def predict(model, head, params, images, batch_stats=None):
+  """(features, margin-free logits) of a batch: what evaluation sees (BatchNorm with its
+  running statistics)."""
+  features, logits, _ = apply_model(model, params, batch_stats, images, train=False)
   if head != 'softmax':
     logits = heads.inference_logits(head, features, params['classifier'])
   return features, logits
@@ -199,11 +229,13 @@ def init_state(setup, image_shape, num_classes, feature_size, init_scale, seed):
   zeros, the Caffe layer's default; 0.05: a Keras `Embedding`'s default)."""
   init_rng, centers_rng, state_rng = jax.random.split(jax.random.key(seed), 3)
   dummy = jnp.zeros((1,) + tuple(image_shape), jnp.uint8)
-  params = setup.model.init(init_rng, dummy)['params']
+  variables = setup.model.init(init_rng, dummy)
   centers = jax.random.uniform(centers_rng, (num_classes, feature_size), jnp.float32,
                                -init_scale, init_scale)
+  params = variables['params']
   return TrainState(
       params=params, opt_state=setup.tx.init(params), centers=centers,
+      batch_stats=variables.get('batch_stats', {}),
       center_opt_state=setup.center_tx.init(centers) if setup.center_tx else (),
       step=jnp.zeros((), jnp.int32), rng=jax.random.key_data(state_rng),
       diverged_at=jnp.zeros((), jnp.int32), diverged_code=jnp.zeros((), jnp.int32),

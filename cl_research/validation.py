@@ -8,8 +8,12 @@ defines, and nowhere else. Whether this machine can run a choice is
 
 import math
 
+import jax
+
+from cl_research import backbones
 from cl_research import configs
 from cl_research import data
+from cl_research import face_training
 from cl_research import groups
 from cl_research import heads
 from cl_research import kernels
@@ -19,6 +23,7 @@ from cl_research import regularizers
 from cl_research import sharding
 from cl_research import sweeps
 from cl_research import train
+from cl_research import verification
 
 
 def _check(ok, message):
@@ -96,13 +101,6 @@ def validate(config):
     _check(axis in sweeps.SWEEP_AXES, f'grid={tuple(config.grid)!r}: {axis!r} is not one of '
            f'{", ".join(sweeps.SWEEP_AXES)}')
   _check(len(config.grid) == 2, f'grid={tuple(config.grid)!r} must name 2 axes (rows, columns)')
-  _check(data.known(config.data.name), f'data.name={config.data.name!r} is not one of '
-         f'{", ".join(data.DATASETS)} or a tensorflow-datasets name (kmnist, cifar10, ...)')
-  _check_choice(config.data.source, 'data.source', data.SOURCES)
-  _check(config.data.source != 'bundled' or config.data.name == 'mnist',
-         f'data.source=bundled exists only for mnist, not {config.data.name!r}; use '
-         'data.source=auto or tfds')
-  _check_choice(config.model.name, 'model.name', tuple(models.MODELS))
   _check_choice(config.model.kernels, 'model.kernels', kernels.CHOICES)
   _check_choice(config.model.dtype, 'model.dtype', models.DTYPES)
   _check_choice(config.optimizer.name, 'optimizer.name', optim.OPTIMIZERS)
@@ -119,16 +117,6 @@ def validate(config):
          f'checkpoint_every={config.checkpoint_every!r} must be >= 0 (0: off)')
   _check(config.figure in ('',) + configs.FIGURES, f'figure={config.figure!r} is not one of '
          f'{", ".join(configs.FIGURES)} (or empty)')
-  for held_out in {p['holdout'] for p in points}:
-    for c in held_out:
-      _check(isinstance(c, int) and not isinstance(c, bool) and c >= 0,
-             f'held-out classes {held_out!r} have {c!r}: class ids are integers >= 0')
-    _check(len(set(held_out)) != 1 or not config.eval.verification_pairs,
-           f'held-out classes {held_out!r}: one class; open-set verification pairs need '
-           'at least 2 held-out classes (or eval.verification_pairs=0)')
-  shift = config.data.augment_shift
-  _check(isinstance(shift, int) and 0 <= shift <= 13, f'data.augment_shift={shift!r} must '
-         'be an integer number of pixels in [0, 13] (0: off)')
   _check(config.centers.init_scale >= 0,
          f'centers.init_scale={config.centers.init_scale!r} must be >= 0')
   _check(config.snapshot_every >= 0, f'snapshot_every={config.snapshot_every!r} must be >= 0')
@@ -146,6 +134,32 @@ def validate(config):
          f'optimizer.grad_clip_norm={config.optimizer.grad_clip_norm!r} must be >= 0 (0: off)')
   _check(0 <= config.optimizer.warmup_frac < 1,
          f'optimizer.warmup_frac={config.optimizer.warmup_frac!r} must be in [0, 1)')
+  _check_choice(config.optimizer.lr_schedule, 'optimizer.lr_schedule', optim.LR_SCHEDULES)
+  if config.data.name == 'faces':
+    _validate_faces(config)
+  else:
+    _validate_in_memory_data(config, points)
+
+
+def _validate_in_memory_data(config, points):
+  """The data and model fields of the MNIST-style experiments (data held in memory)."""
+  _check(data.known(config.data.name), f'data.name={config.data.name!r} is not one of '
+         f'{", ".join(data.DATASETS)} or a tensorflow-datasets name (kmnist, cifar10, ...)')
+  _check_choice(config.data.source, 'data.source', data.SOURCES)
+  _check(config.data.source != 'bundled' or config.data.name == 'mnist',
+         f'data.source=bundled exists only for mnist, not {config.data.name!r}; use '
+         'data.source=auto or tfds')
+  _check_choice(config.model.name, 'model.name', tuple(models.MODELS))
+  for held_out in {p['holdout'] for p in points}:
+    for c in held_out:
+      _check(isinstance(c, int) and not isinstance(c, bool) and c >= 0,
+             f'held-out classes {held_out!r} have {c!r}: class ids are integers >= 0')
+    _check(len(set(held_out)) != 1 or not config.eval.verification_pairs,
+           f'held-out classes {held_out!r}: one class; open-set verification pairs need '
+           'at least 2 held-out classes (or eval.verification_pairs=0)')
+  shift = config.data.augment_shift
+  _check(isinstance(shift, int) and 0 <= shift <= 13, f'data.augment_shift={shift!r} must '
+         'be an integer number of pixels in [0, 13] (0: off)')
   _check(0 < config.data.test_fraction < 1,
          f'data.test_fraction={config.data.test_fraction!r} must be in (0, 1)')
   _check(config.data.channels in (0, 1, 3),
@@ -155,6 +169,33 @@ def validate(config):
   _check(config.data.num_train == 0 or config.data.num_train >= config.batch_size,
          f'data.num_train={config.data.num_train} is smaller than '
          f'batch_size={config.batch_size}')
+
+
+def _validate_faces(config):
+  """The fields of the face experiments (`configs.face_config`)."""
+  d, m, e = config.data, config.model, config.eval
+  _check_choice(d.face_source, 'data.face_source', face_training.FACE_SOURCES)
+  _check(not d.lfw_pairs or bool(d.lfw_dir),
+         'data.lfw_pairs is set but data.lfw_dir is empty: pairs.txt names images in it')
+  _check(d.workers >= 0, f'data.workers={d.workers!r} must be >= 0 (0: threads)')
+  _check_choice(m.name, 'model.name', backbones.BACKBONES)
+  _check(m.name != 'iresnet' or m.depth in backbones.IRESNET_BLOCKS,
+         f'model.depth={m.depth!r} is not one of {", ".join(map(str, backbones.IRESNET_BLOCKS))}')
+  _check(_number(m.width) and m.width > 0, f'model.width={m.width!r} must be > 0')
+  _check_choice(e.flip, 'eval.flip', verification.FLIP_MODES)
+  _check_choice(e.protocol, 'eval.protocol', verification.PROTOCOLS)
+  _check(e.num_folds >= 2, f'eval.num_folds={e.num_folds!r} must be >= 2')
+  _check(e.face_every >= 0, f'eval.face_every={e.face_every!r} must be >= 0 (0: at the end)')
+  _check(e.batch_size >= 1, f'eval.batch_size={e.batch_size!r} must be >= 1')
+  _check(len(d.val_targets) > 0 or bool(d.lfw_pairs), 'data.val_targets is empty and no '
+         'data.lfw_pairs: a face run needs verification pairs')
+  shard = config.parallel.classifier_shard
+  devices = config.parallel.num_devices or jax.local_device_count()
+  _check(isinstance(shard, int) and shard >= 1 and devices % shard == 0,
+         f'parallel.classifier_shard={shard!r} must be >= 1 and divide the {devices} devices')
+  _check(config.batch_size % (devices // shard) == 0,
+         f'batch_size={config.batch_size} does not split over {devices // shard} data-'
+         'parallel devices')
 
 
 def check_dataset(config, dataset):

@@ -9,6 +9,7 @@ threshold.
 
 import numpy as np
 from sklearn import metrics as sk_metrics
+from sklearn.model_selection import KFold
 from sklearn.model_selection import StratifiedKFold
 
 from cl_research import metrics
@@ -180,3 +181,97 @@ def evaluate(features_NxD, labels_N, num_pairs=6000, seed=0, classes=None, num_f
   roc = {'far': FAR_GRID.tolist(), 'tar_cosine': roc_cosine.tolist(),
          'tar_l2': roc_l2.tolist()}
   return {**cosine, **l2, 'verification_pairs': int(len(pairs))}, roc
+
+
+# The face packs' protocols: pairs given by the pack (consecutive images), 10 folds of
+# consecutive pairs, as both reference codes split them.
+
+FLIP_MODES = ('sum', 'concat', 'none')  # how the flipped image's embedding joins in
+PROTOCOLS = ('insightface', 'eccv16')
+
+
+def with_flip(embeddings_NxD, flipped_NxD, mode):
+  """insightface sums the embeddings of the image and its mirror; the ECCV16 code
+  concatenates them; `none` keeps the image's own."""
+  if mode == 'sum':
+    return embeddings_NxD + flipped_NxD
+  if mode == 'concat':
+    return np.concatenate([embeddings_NxD, flipped_NxD], axis=1)
+  return embeddings_NxD
+
+
+def consecutive_folds(num_pairs, num_folds=10):
+  """(train, test) indices: fold k is the k-th block of consecutive pairs (sklearn's
+  unshuffled KFold, as insightface; LFW's pairs.txt lists its folds in blocks)."""
+  return list(KFold(n_splits=num_folds, shuffle=False).split(np.arange(num_pairs)))
+
+
+def _val_far(threshold, dist, same):
+  accept = dist < threshold
+  val = np.sum(accept & same) / max(np.sum(same), 1)
+  far = np.sum(accept & ~same) / max(np.sum(~same), 1)
+  return val, far
+
+
+def insightface_protocol(embeddings_2NxD, issame_N, num_folds=10, far_target=1e-3):
+  """insightface's `verification.evaluate`: L2-normalised embeddings, squared distance,
+  thresholds `arange(0, 4, 0.01)`; per fold the accuracy-best threshold of the other
+  folds (the first on ties), and VAL at FAR `far_target` with the threshold
+  interpolated linearly in the other folds' FAR (0 where they never reach it).
+  Returns accuracy, its std over the folds, VAL, its std and the FAR reached."""
+  emb = metrics.unit_vectors(embeddings_2NxD)
+  dist = np.sum((emb[0::2] - emb[1::2]) ** 2, axis=1)
+  same = np.asarray(issame_N, bool)
+  thresholds = np.arange(0, 4, 0.01)
+  accuracies, vals, fars = [], [], []
+  for train_idx, test_idx in consecutive_folds(len(same), num_folds):
+    train_acc = [np.mean((dist[train_idx] < t) == same[train_idx]) for t in thresholds]
+    best = thresholds[int(np.argmax(train_acc))]
+    accuracies.append(np.mean((dist[test_idx] < best) == same[test_idx]))
+    train_far = np.array([_val_far(t, dist[train_idx], same[train_idx])[1]
+                          for t in thresholds])
+    if train_far.max() >= far_target:
+      # FAR rises with the threshold; np.interp over its distinct values (the lowest
+      # threshold reaching each) is insightface's interp1d(kind='slinear')
+      far_values, first = np.unique(train_far, return_index=True)
+      threshold = float(np.interp(far_target, far_values, thresholds[first]))
+    else:
+      threshold = 0.0
+    val, far = _val_far(threshold, dist[test_idx], same[test_idx])
+    vals.append(val)
+    fars.append(far)
+  return {'accuracy': float(np.mean(accuracies)), 'accuracy_std': float(np.std(accuracies)),
+          'val_at_far_1e-3': float(np.mean(vals)), 'val_std': float(np.std(vals)),
+          'far': float(np.mean(fars))}
+
+
+def eccv16_protocol(features_2NxD, issame_N, num_folds=10):
+  """The ECCV16 / SphereFace LFW evaluation: per fold, the other folds' mean feature is
+  subtracted, features L2-normalised, cosine scores, and the threshold is the mean of
+  the accuracy-best of 20,001 thresholds over [-1, 1] on the other folds. Also TAR at
+  FAR 1e-3 over all pairs by cosine (no folds). Returns accuracy, its std, that TAR."""
+  features = np.asarray(features_2NxD, np.float64)
+  same = np.asarray(issame_N, bool)
+  thresholds = np.linspace(-1, 1, 20001)
+  accuracies, all_scores = [], np.zeros(len(same))
+  for train_idx, test_idx in consecutive_folds(len(same), num_folds):
+    pair_rows = lambda idx: np.concatenate([2 * idx, 2 * idx + 1])
+    mu = features[pair_rows(train_idx)].mean(axis=0)
+    f = metrics.unit_vectors(features - mu)
+    scores = np.sum(f[0::2] * f[1::2], axis=1)
+    all_scores[test_idx] = scores[test_idx]
+    s_sorted, d_sorted = np.sort(scores[train_idx][same[train_idx]]), np.sort(
+        scores[train_idx][~same[train_idx]])
+    correct = (len(s_sorted) - np.searchsorted(s_sorted, thresholds, side='right')
+               + np.searchsorted(d_sorted, thresholds, side='left'))
+    threshold = thresholds[correct == correct.max()].mean()
+    accuracies.append(np.mean((scores[test_idx] > threshold) == same[test_idx]))
+  return {'accuracy': float(np.mean(accuracies)), 'accuracy_std': float(np.std(accuracies)),
+          'tar_at_far_1e-3': tar_at_far(all_scores, same, 1e-3)}
+
+
+def face_pack_metrics(embeddings_2NxD, issame_N, protocol, num_folds=10):
+  """The numbers of `protocol` (one of PROTOCOLS) on a pack's pairs."""
+  if protocol == 'insightface':
+    return insightface_protocol(embeddings_2NxD, issame_N, num_folds)
+  return eccv16_protocol(embeddings_2NxD, issame_N, num_folds)

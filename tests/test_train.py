@@ -110,7 +110,7 @@ def test_the_state_counts_the_steps_the_clip_engaged():
   for clip, engaged in ((1e-3, 3), (1e6, 0)):
     trainer = make_trainer(**{'optimizer.grad_clip_norm': clip})
     state = trainer.init(0)
-    grads, _, _, _ = train.loss_and_grads(trainer.setup, state, BATCH,
+    grads, _, _, _, _ = train.loss_and_grads(trainer.setup, state, BATCH,
                                           trainer.hparams(0.1, 0.5))
     norms = []
     for _ in range(3):
