@@ -7,8 +7,9 @@ MNIST sweeps (BatchNorm statistics in `TrainState.batch_stats`). Every
 `eval.face_every` steps (and at step 0 and the end) the validation packs are embedded,
 with their mirror images joined per `eval.flip`, and scored by `eval.protocol`
 (`verification.face_pack_metrics`). Outputs as for every experiment: config.json,
-metadata.json, summary.csv, runs/<name>/{metrics.jsonl, result.json}, and
-verification.png (accuracy over steps). With `checkpoint_every`, the state and the
+metadata.json, summary.csv (with several seeds summary_by_setting.csv and
+comparisons.csv), runs/<name>/{metrics.jsonl, result.json}, and verification.png
+(accuracy over steps). With `checkpoint_every`, the state and the
 pipeline's iterator state are checkpointed together, so a resumed run sees the same
 batches.
 """
@@ -273,6 +274,8 @@ def train_and_evaluate(config, workdir):
                            if any(k.startswith(f'{n}_') for n, _, _ in val_sets)})
   outputs.write_csv(outputs.workdir_file(workdir, 'summary.csv'),
                     SUMMARY_COLUMNS + tuple(metric_columns) + TAIL_COLUMNS, results)
+  outputs.write_seed_statistics(workdir, config, results,
+                                tuple(metric_columns) + TAIL_COLUMNS)
   plots.plot_face_verification(workdir, results, [n for n, _, _ in val_sets],
                                outputs.workdir_file(workdir, 'verification.png'))
   return results

@@ -177,18 +177,18 @@ def write_summary(path, results):
   write_csv(path, SUMMARY_COLUMNS, results)
 
 
-def write_seed_statistics(workdir, config, results):
+def write_seed_statistics(workdir, config, results, metrics=METRIC_COLUMNS):
   """With more than one seed: `summary_by_setting.csv` (each setting's mean, std and 95%
-  interval over seeds) and `comparisons.csv` (each setting against its baselines,
-  `analysis.baseline`, paired by seed). Returns the files written."""
+  interval over seeds of each of `metrics`) and `comparisons.csv` (each setting against
+  its baselines, `analysis.baseline`, paired by seed). Returns the files written."""
   if len({r['seed'] for r in results}) < 2:
     return []
-  rows = analysis.by_setting(results, SETTING_AXES, METRIC_COLUMNS)
+  rows = analysis.by_setting(results, SETTING_AXES, metrics)
   columns = list(SETTING_AXES) + ['n', 'diverged'] + [
-      f'{m}_{s}' for m in METRIC_COLUMNS for s in ('mean', 'std', 'ci95_low', 'ci95_high')]
+      f'{m}_{s}' for m in metrics for s in ('mean', 'std', 'ci95_low', 'ci95_high')]
   write_csv(workdir_file(workdir, 'summary_by_setting.csv'), columns, rows)
   compared = [row for baseline in config.analysis.baseline for row in analysis.comparisons(
-      results, SETTING_AXES, METRIC_COLUMNS, baseline, label=sweeps.describe_point,
+      results, SETTING_AXES, metrics, baseline, label=sweeps.describe_point,
       resolve=lambda p: sweeps.resolve(config, p))]
   write_csv(workdir_file(workdir, 'comparisons.csv'),
             ['metric', 'setting', 'baseline', 'n', 'mean_diff', 'ci95_low', 'ci95_high',

@@ -277,5 +277,5 @@ def plot_face_verification(workdir, results, val_names, path):
     ax.set_title(f'{val}: 10-fold verification accuracy', fontsize=9)
     ax.set_xlabel('training step')
     ax.set_ylabel('accuracy')
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc='lower right')  # the curves rise: the corner stays clear
   return save(fig, path, title='face verification of the validation pairs during training')

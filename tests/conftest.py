@@ -1,7 +1,10 @@
 """Shared fixtures: tiny configs and synthetic MNIST-format data, all offline."""
 
 import gzip
+import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -14,6 +17,16 @@ from cl_research import idx
 from cl_research import runtime
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_on_fake_devices(script, count):
+  """The JSON last printed by tests/scripts/`script`, run with `count` fake CPU devices."""
+  env = dict(os.environ, XLA_FLAGS=f'--xla_force_host_platform_device_count={count}',
+             PYTHONPATH=REPO)
+  proc = subprocess.run([sys.executable, os.path.join(REPO, 'tests', 'scripts', script)],
+                        env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def tiny_config(**overrides):

@@ -14,6 +14,7 @@ from PIL import Image
 from cl_research import faces
 from cl_research import run
 from tests.conftest import REPO
+from tests.conftest import run_on_fake_devices
 
 
 def cli(*args, env=None, timeout=600):
@@ -92,13 +93,7 @@ def test_bad_face_input_is_one_error_line_and_writes_nothing(tmp_path, case, cap
 
 
 def test_the_classifier_and_centers_split_over_devices_train_as_on_one():
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
-             PYTHONPATH=REPO)
-  proc = subprocess.run([sys.executable, os.path.join(REPO, 'tests', 'scripts',
-                                                      'face_shard_check.py')],
-                        env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  out = run_on_fake_devices('face_shard_check.py', 4)
   assert out['mesh'] == {'batch': 2, 'classes': 2}
   assert out['centers_spec'] == "P('classes', None)"
   assert out['classifier_spec'] == "P(None, 'classes')"

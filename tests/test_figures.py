@@ -10,6 +10,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from cl_research import run
+from cl_research import sweeps
 from tests.conftest import REPO
 
 
@@ -25,10 +27,15 @@ def run_cli(*args):
 def figure_runs(tmp_path_factory):
   """fig2/fig3/fig5 smoke runs on bundled MNIST, laid out like runs/docs/<fig>_<dataset>."""
   root = tmp_path_factory.mktemp('figure_runs')
-  for fig in ('fig2', 'fig3', 'fig5'):
-    run_cli('--config', f'{fig}:mnist,smoke', '--config.data.source=bundled',
+  for fig, grid in (('fig2', ()), ('fig3', ()), ('fig5', FIG5_SMALL_GRID)):
+    run_cli('--config', f'{fig}:mnist,smoke', '--config.data.source=bundled', *grid,
             '--workdir', str(root / f'{fig}_mnist'))
   return root
+
+
+# A corner of Fig. 5's two grids (3 lambdas at alpha 0.5, 2 alphas at lambda 0.003, one
+# point shared): the figure code on 4 runs rather than the paper's 23.
+FIG5_SMALL_GRID = ('--config.sweep.lam=(0.0, 0.003, 0.1)', '--config.sweep_extra.alpha=(0.1, 0.5)')
 
 
 def summary(workdir):
@@ -59,11 +66,14 @@ def test_fig3_has_the_papers_lambdas_metrics_and_feature_evolution(figure_runs):
 
 
 def test_fig5_covers_both_grids_once(figure_runs):
-  rows = summary(figure_runs / 'fig5_mnist')
-  points = [(float(r['lam']), float(r['alpha'])) for r in rows]
+  config, _, _ = run.parse(['x', '--config', 'fig5'])
+  points = [(p['lam'], p['alpha']) for p in sweeps.expand_runs(config)]
   assert len(points) == len(set(points)) == 23
   assert sum(1 for lam, a in points if a == 0.5) == 12
   assert sum(1 for lam, a in points if lam == 0.003) == 12
+  rows = summary(figure_runs / 'fig5_mnist')  # the small grid, through the CLI
+  trained = [(float(r['lam']), float(r['alpha'])) for r in rows]
+  assert sorted(trained) == [(0.0, 0.5), (0.003, 0.1), (0.003, 0.5), (0.1, 0.5)]
   assert (figure_runs / 'fig5_mnist' / 'fig5.png').stat().st_size > 0
 
 
@@ -71,6 +81,7 @@ def test_fig3_on_fashion_mnist_from_idx_files(idx_dir, tmp_path):
   workdir = tmp_path / 'fig3_fashion'
   run_cli('--config', 'fig3:fashion_mnist,smoke', f'--config.data.manual_dir={idx_dir}',
           f'--config.data.data_dir={tmp_path / "tfds"}', '--config.eval.verification_pairs=20',
+          '--config.sweep.lam=(0.01,)',  # one panel: this test is about the data route
           '--workdir', str(workdir))
   result = json.loads(next((workdir / 'runs').glob('*/result.json')).read_text())
   assert result['data_source'] == 'tfds' and result['num_train'] == 60

@@ -18,6 +18,7 @@ from cl_research import local_processes
 from cl_research import runtime
 from tests.conftest import REPO as ROOT
 from tests.conftest import device_data
+from tests.conftest import run_on_fake_devices
 from tests.conftest import make_trainer
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
@@ -69,13 +70,7 @@ def test_chunks_resume_exactly_where_they_stopped(shift):
 
 
 def test_four_fake_devices_give_the_numbers_of_one():
-  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
-             PYTHONPATH=ROOT)
-  proc = subprocess.run([sys.executable, os.path.join(ROOT, 'tests', 'scripts',
-                                                      'devices_check.py')],
-                        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  out = json.loads(proc.stdout.strip().splitlines()[-1])
+  out = run_on_fake_devices('devices_check.py', 4)
   assert out['devices'] == 4
   assert out['model_mesh'] == {'model': 4} and out['batch_mesh'] == {'batch': 4}
   # relative to each leaf's scale (see the script for why the batch check is 2 steps)
