@@ -71,12 +71,6 @@ def chunk_ends(config):
   return sorted(ends)
 
 
-def is_due(step, every, num_steps):
-  """Whether something done every `every` steps (0: never) happens after `step`; the
-  last step always counts."""
-  return bool(every) and (step % every == 0 or step == num_steps)
-
-
 def snapshot_indices(dataset):
   """The fixed test subset drawn in evolution GIFs."""
   return plots.subsample(len(dataset.test_labels), 2000)
@@ -120,14 +114,14 @@ def train_group(trainer, dataset, config, points, workdir, progress):
     diverged_at = np.asarray(jax.device_get(states.diverged_at))
     for t in range(end - step):
       s = step + t + 1
-      if not is_due(s, config.log_every, config.num_steps):
+      if not train.is_due(s, config.log_every, config.num_steps):
         continue
       for i, run_log in enumerate(logs):
         if not diverged_at[i] or s <= diverged_at[i]:
           run_log.write(s, {k: float(v[t, i]) for k, v in chunk_aux.items()})
     progress.update((end - step) * len(points))
     step = end
-    if is_due(step, config.snapshot_every, config.num_steps):
+    if train.is_due(step, config.snapshot_every, config.num_steps):
       for i in range(len(points)):
         snapshots[i].append((step, *_snapshot(trainer, groups.member(states, i), snap_images)))
     if diverged_at[:len(points)].all():
@@ -135,7 +129,7 @@ def train_group(trainer, dataset, config, points, workdir, progress):
                   step)
       progress.update((config.num_steps - step) * len(points))
       break
-    if is_due(step, config.checkpoint_every, config.num_steps):
+    if train.is_due(step, config.checkpoint_every, config.num_steps):
       ckpt.save(step, states, names, len(points), snapshots, snapshot_paths)
   for run_log in logs:
     run_log.close()

@@ -180,19 +180,19 @@ def train_run(config, workdir, point, source, detail, val_sets, mesh, metadata, 
   progress.update(step)
   timed_images, timed_s = 0, 0.0
   while step < config.num_steps:
+    tick = time.perf_counter()  # images/s counts the wait for the input batch too
     batch = sharding.put_batch(next(batches), mesh)
-    tick = time.perf_counter()
     state, aux = step_fn(state, batch, hparams)
     step += 1
     record = {}
-    if outputs_due(step, config.log_every, config.num_steps):
+    if train.is_due(step, config.log_every, config.num_steps):
       record.update({k: float(v) for k, v in jax.device_get(aux).items()})
     if step > 1:  # the first step compiles
       jax.block_until_ready(state.step)
       timed_images, timed_s = timed_images + config.batch_size, timed_s + (
           time.perf_counter() - tick)
     scores = {}
-    if outputs_due(step, config.eval.face_every, config.num_steps):
+    if train.is_due(step, config.eval.face_every, config.num_steps):
       scores = evaluate(predict_fn, state, val_sets, config)
       record.update(scores)
     if record:
@@ -200,7 +200,7 @@ def train_run(config, workdir, point, source, detail, val_sets, mesh, metadata, 
     progress.update(1)
     if int(state.diverged_at):
       break
-    if outputs_due(step, config.checkpoint_every, config.num_steps):
+    if train.is_due(step, config.checkpoint_every, config.num_steps):
       ckpt.save(step, groups.stack([state]), [name], 1, None, [], extra=batches.get_state())
   if hasattr(batches, 'close'):
     batches.close()
@@ -226,10 +226,6 @@ def train_run(config, workdir, point, source, detail, val_sets, mesh, metadata, 
       'wall_s': round(time.perf_counter() - start, 2), 'metadata': metadata}
   files.write_json(paths.result, result)
   return result
-
-
-def outputs_due(step, every, num_steps):
-  return bool(every) and (step % every == 0 or step == num_steps)
 
 
 def describe_model(config):

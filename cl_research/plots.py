@@ -277,5 +277,7 @@ def plot_face_verification(workdir, results, val_names, path):
     ax.set_title(f'{val}: 10-fold verification accuracy', fontsize=9)
     ax.set_xlabel('training step')
     ax.set_ylabel('accuracy')
-    ax.legend(fontsize=7, loc='lower right')  # the curves rise: the corner stays clear
-  return save(fig, path, title='face verification of the validation pairs during training')
+    # the legend goes below the axes, where it hides no curve
+    ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.18))
+  return save(fig, path, title='face verification of the validation pairs during training',
+              bbox_inches='tight')

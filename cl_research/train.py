@@ -205,6 +205,12 @@ LOSS_HPARAMS = ('m1', 'm2', 'm3', 'contrastive_delta', 'git_weight', 'island_wei
                 'sphereface_lambda_min')
 
 
+def is_due(step, every, num_steps):
+  """Whether something done every `every` steps (0: never) happens after `step`; the
+  last step always counts."""
+  return bool(every) and (step % every == 0 or step == num_steps)
+
+
 def hparams(config, lam, alpha, learning_rate=None, scale=None, margin=None):
   """The traced hyperparameters of one run, as float32 scalars: its point's (a None,
   for a value the run does not use: 0) and the rest of `config.loss`'s numbers."""
