@@ -39,6 +39,13 @@ __all__ = ('center_loss', 'center_update', 'joint_loss', 'objective', 'cosine_lo
            'paper_center_update', 'island_delta')
 
 
+# Above this many classes Eq. 4 runs as a gather and a scatter-add of the batch's rows
+# (cost independent of C: face datasets have 10k-100k identities); at or below it as the
+# one-hot product, which is cheap for few classes and is the arithmetic every number in
+# docs/ was computed with (the two agree to float rounding, not bit for bit).
+ONE_HOT_MAX_CLASSES = 1024
+
+
 def center_update(centers_CxD, features_BxD, labels_B, alpha, eps=1.0):
   """ECCV16 Eq. 4: move each center toward the mean of its class in the batch.
 
@@ -46,16 +53,23 @@ def center_update(centers_CxD, features_BxD, labels_B, alpha, eps=1.0):
 
   `eps = 1` is the paper's rule; IJCV19 uses `eps = 1e-5`. Classes absent from the
   batch (n_j = 0) have delta 0 and stay put. Features are treated as constants. lam
-  does not enter: in the paper the center step is independent of the loss weight.
+  does not enter: in the paper the center step is independent of the loss weight. Exact
+  when the centers are sharded over classes (GSPMD partitions either form).
   """
   features_BxD = jax.lax.stop_gradient(features_BxD)
-  # Each example adds its share (c_j - x_i) / (eps + n_j) to its class's delta: a gather
-  # and a scatter-add of B rows, so the cost does not grow with C (100k identities), and
-  # the rule stays exact when the centers are sharded over classes.
-  counts_B = jnp.sum(labels_B[:, None] == labels_B[None, :], axis=1).astype(
-      features_BxD.dtype)
-  delta_BxD = (centers_CxD[labels_B] - features_BxD) / (eps + counts_B[:, None])
-  return centers_CxD.at[labels_B].add(-alpha * delta_BxD)
+  num_classes = centers_CxD.shape[0]
+  if num_classes > ONE_HOT_MAX_CLASSES:
+    # each example adds (c_j - x_i) / (eps + n_j) to its class's delta
+    counts_B = jnp.sum(labels_B[:, None] == labels_B[None, :], axis=1).astype(
+        features_BxD.dtype)
+    centers_CxD = jnp.asarray(centers_CxD)
+    delta_BxD = (centers_CxD[labels_B] - features_BxD) / (eps + counts_B[:, None])
+    return centers_CxD.at[labels_B].add(-alpha * delta_BxD)
+  onehot_BxC = jax.nn.one_hot(labels_B, num_classes, dtype=features_BxD.dtype)
+  counts_C = onehot_BxC.sum(axis=0)
+  feature_sums_CxD = onehot_BxC.T @ features_BxD
+  delta_CxD = (counts_C[:, None] * centers_CxD - feature_sums_CxD) / (eps + counts_C[:, None])
+  return centers_CxD - alpha * delta_CxD
 
 
 def island_delta(centers_CxD, island_weight):

@@ -97,5 +97,5 @@ def test_the_classifier_and_centers_split_over_devices_train_as_on_one():
   assert out['mesh'] == {'batch': 2, 'classes': 2}
   assert out['centers_spec'] == "P('classes', None)"
   assert out['classifier_spec'] == "P(None, 'classes')"
-  assert out['centers_shard_shape'] == [3, 16]  # 6 classes, half on each device
+  assert out['centers_shard_shape'] == [1025, 16]  # 2,050 classes, half on each device
   assert out['centers_diff'] < 1e-5 and out['max_param_diff'] < 1e-5

@@ -25,6 +25,18 @@ def test_center_update_hand_computed_repeated_and_absent_classes():
   np.testing.assert_allclose(new, expected, rtol=1e-6)
 
 
+def test_the_gather_scatter_form_of_eq4_equals_the_one_hot_form(monkeypatch):
+  rng = np.random.default_rng(0)
+  centers = rng.normal(size=(40, 8)).astype(np.float32)
+  features = rng.normal(size=(64, 8)).astype(np.float32)
+  labels = rng.integers(0, 12, 64).astype(np.int32)  # classes 12-39 absent: they stay put
+  one_hot = losses.center_update(centers, features, labels, 0.5)
+  monkeypatch.setattr(losses, 'ONE_HOT_MAX_CLASSES', 0)
+  scattered = losses.center_update(centers, features, labels, 0.5)
+  np.testing.assert_allclose(scattered, one_hot, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(scattered)[12:], centers[12:])
+
+
 def test_center_update_ijcv_eps_and_alpha_one_reaches_batch_mean():
   new = losses.center_update(CENTERS, FEATURES, LABELS, alpha=1.0, eps=1e-12)
   np.testing.assert_allclose(new[0], [2.0, 1.5], rtol=1e-6)  # mean of x0, x2
