@@ -19,6 +19,11 @@ IRESNET_BLOCKS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 14, 3), 100: (3
 IRESNET_WIDTHS = (64, 128, 256, 512)
 
 
+def scaled(widths, factor):
+  """Channel counts times `model.width` (at least 1 each)."""
+  return tuple(max(1, round(w * factor)) for w in widths)
+
+
 def _batch_norm(train, dtype, **kwargs):
   # torch's BatchNorm defaults, which insightface keeps: momentum 0.1 (flax: 0.9), eps 1e-5
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
@@ -62,7 +67,7 @@ class IResNet(nn.Module):
 
   @nn.compact
   def __call__(self, images_BxHxWx3, train=False):
-    widths = [max(1, round(w * self.width)) for w in IRESNET_WIDTHS]
+    widths = scaled(IRESNET_WIDTHS, self.width)
     x = images_BxHxWx3.astype(self.dtype)
     x = nn.Conv(widths[0], (3, 3), padding=1, use_bias=False, dtype=self.dtype,
                 name='conv1')(x)
@@ -133,6 +138,6 @@ def get_backbone(model_config, feature_size, num_classes, classifier_bias):
     return IResNet(depth=model_config.depth, feature_size=feature_size,
                    num_classes=num_classes, width=model_config.width,
                    classifier_bias=classifier_bias, dtype=dtype)
-  widths = tuple(max(1, round(w * model_config.width)) for w in FaceResNet.widths)
-  return FaceResNet(feature_size=feature_size, num_classes=num_classes, widths=widths,
+  return FaceResNet(feature_size=feature_size, num_classes=num_classes,
+                    widths=scaled(FaceResNet.widths, model_config.width),
                     classifier_bias=classifier_bias, dtype=dtype)

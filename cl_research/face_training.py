@@ -59,9 +59,8 @@ def open_source(data_config):
     raise faces.FaceDataError('data.folder is empty: face:folder reads '
                               'root/<identity>/<image>')
   if kind == 'synthetic':
-    folder = synthetic_folder(data_config)
-    synthetic.generate(folder, **synthetic_spec(data_config))
-  if kind == 'rec':
+    folder = synthetic.generate(synthetic_folder(data_config), **synthetic_spec(data_config))
+  elif kind == 'rec':
     folder = data_config.rec_dir
   if kind in ('synthetic', 'rec'):
     source = faces.RecordIOSource(os.path.join(folder, 'train.rec'),
@@ -118,14 +117,11 @@ def load_val_sets(config):
 
 def embed(predict_fn, state, images, flip, batch_size):
   """Embeddings of uint8 images (and of their mirror images, joined per `flip`)."""
-  def run(batch_images):
-    n = len(batch_images)
-    pad = (-n) % batch_size
-    x = pipeline.normalize(np.concatenate(
-        [batch_images, np.zeros((pad,) + batch_images.shape[1:], batch_images.dtype)]))
-    out = [np.asarray(predict_fn(state.params, x[i:i + batch_size], state.batch_stats)[0])
-           for i in range(0, len(x), batch_size)]
-    return np.concatenate(out)[:n].astype(np.float64)
+  def run(uint8_images):
+    features, _ = train.in_batches(
+        lambda x: predict_fn(state.params, pipeline.normalize(x), state.batch_stats),
+        uint8_images, batch_size)
+    return features.astype(np.float64)
   own = run(images)
   return verification.with_flip(own, run(images[:, :, ::-1]) if flip != 'none' else None,
                                 flip)
@@ -229,10 +225,10 @@ def train_run(config, workdir, point, source, detail, val_sets, mesh, metadata, 
 
 
 def describe_model(config):
+  """'iresnet50', 'iresnet18 x0.125', 'face_resnet'."""
   m = config.model
-  if m.name == 'iresnet':
-    return f'iresnet{m.depth}' + (f' x{m.width:g}' if m.width != 1 else '')
-  return 'face_resnet' + (f' x{m.width:g}' if m.width != 1 else '')
+  name = f'iresnet{m.depth}' if m.name == 'iresnet' else m.name
+  return name + (f' x{m.width:g}' if m.width != 1 else '')
 
 
 def train_and_evaluate(config, workdir):

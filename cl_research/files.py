@@ -23,6 +23,12 @@ def cache_dir():
                       pathlib.Path.home() / '.cache' / 'cl_research')
 
 
+def data_home():
+  """Where fetched and generated data live: `$CL_RESEARCH_DATA`, else the cache folder's
+  `data/`."""
+  return os.environ.get('CL_RESEARCH_DATA') or str(cache_dir() / 'data')
+
+
 @contextlib.contextmanager
 def atomic_path(path):
   """Yields a temporary path to write; renames it to `path` if the block succeeds."""

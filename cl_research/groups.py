@@ -12,7 +12,6 @@ import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from cl_research import batches
 from cl_research import data as datasets
@@ -135,14 +134,7 @@ class Trainer:
 
   def features_and_logits(self, params, images, batch_size=1000):
     """Runs the model over a whole split in fixed-size batches (one compilation)."""
-    n = images.shape[0]
-    pad = (-n) % batch_size
-    padded = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
-    outs = [self.apply(params, padded[i:i + batch_size])
-            for i in range(0, len(padded), batch_size)]
-    features = np.concatenate([np.asarray(f) for f, _ in outs])[:n]
-    logits = np.concatenate([np.asarray(l) for _, l in outs])[:n]
-    return features, logits
+    return train.in_batches(lambda x: self.apply(params, x), images, batch_size)
 
 
 def stack(trees):

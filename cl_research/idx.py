@@ -56,8 +56,7 @@ def offline_idx_dir(name):
   `data/mnist`), filled by `python -m cl_research.fetch mnist`."""
   if name == 'fashion_mnist':
     return DEBIAN_FASHION_MNIST_DIR
-  home = os.environ.get('CL_RESEARCH_DATA') or str(files.cache_dir() / 'data')
-  return os.path.join(home, name)
+  return os.path.join(files.data_home(), name)
 
 
 def idx_files_in(folder):

@@ -9,8 +9,8 @@ import jax
 from cl_research import files
 
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'scikit-learn',
-            'tensorflow-datasets', 'grain', 'pillow', 'ml-collections', 'matplotlib', 'onednn-cpu-gomp',
-            'cl_research')
+            'tensorflow-datasets', 'grain', 'pillow', 'ml-collections', 'matplotlib',
+            'onednn-cpu-gomp', 'cl_research')
 
 
 def package_versions():

@@ -15,6 +15,7 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from cl_research import heads
@@ -228,6 +229,18 @@ def predict(model, head, params, images, batch_stats=None):
   if head != 'softmax':
     logits = heads.inference_logits(head, features, params['classifier'])
   return features, logits
+
+
+def in_batches(fn, inputs_N, batch_size):
+  """`fn` (returning a tuple of arrays) over `inputs_N` in batches of `batch_size`, the
+  last zero-padded so one compiled program serves them all; each output concatenated
+  and cut to N, as numpy."""
+  n = inputs_N.shape[0]
+  pad = (-n) % batch_size
+  padded = np.concatenate([inputs_N, np.zeros((pad,) + inputs_N.shape[1:], inputs_N.dtype)])
+  outs = [fn(padded[i:i + batch_size]) for i in range(0, len(padded), batch_size)]
+  return tuple(np.concatenate([np.asarray(o[k]) for o in outs])[:n]
+               for k in range(len(outs[0])))
 
 
 def init_state(setup, image_shape, num_classes, feature_size, init_scale, seed):

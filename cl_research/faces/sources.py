@@ -15,7 +15,19 @@ from cl_research.faces.recordio import decode_image
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp')
 
 
-class ImageFolderSource:
+class _ListedIdentities:
+  """A source that lists every example's identity up front: `labels` (one int per
+  example, 0..C-1) and `class_names` (C names)."""
+
+  @property
+  def num_classes(self):
+    return len(self.class_names)
+
+  def __len__(self):
+    return len(self.labels)
+
+
+class ImageFolderSource(_ListedIdentities):
   """`root/<identity>/<image>` as torchvision's ImageFolder: identities are the
   sub-folders in sorted order (label = position), images their files with an image
   extension, sorted. `class_names` holds the folder names."""
@@ -38,13 +50,6 @@ class ImageFolderSource:
                           f'{", ".join(IMAGE_EXTENSIONS)}) in any sub-folder '
                           f'({len(self.class_names)} sub-folders)')
 
-  @property
-  def num_classes(self):
-    return len(self.class_names)
-
-  def __len__(self):
-    return len(self.paths)
-
   def __getitem__(self, i):
     with open(self.paths[i], 'rb') as f:
       return {'image': decode_image(f.read(), self.paths[i]), 'label': int(self.labels[i])}
@@ -61,7 +66,7 @@ def _feature(example, key):
   return example
 
 
-class TfdsIdentitySource:
+class TfdsIdentitySource(_ListedIdentities):
   """A tfds dataset's split as a face source (`tfds.data_source`: random access over
   ArrayRecord, no TensorFlow at read time). Identities are the values of `label_key`
   (default `TFDS_IDENTITY_KEYS[name]`), renumbered 0..C-1 in sorted order (LFW's are
@@ -85,19 +90,12 @@ class TfdsIdentitySource:
                           f'{data_dir or "~/tensorflow_datasets"} as ArrayRecord '
                           f'({type(e).__name__}); prepare it with `tfds build {name} '
                           '--file_format=array_record` (vgg_face2: manual download)') from None
-    self._key = key
     raw = [_feature(self._source[i], key) for i in range(len(self._source))]
     raw = [r.decode() if isinstance(r, bytes) else r for r in raw]
-    self.class_names = tuple(str(c) for c in sorted(set(raw)))
-    index = {c: i for i, c in enumerate(sorted(set(raw)))}
+    identities = sorted(set(raw))
+    self.class_names = tuple(str(c) for c in identities)
+    index = {c: i for i, c in enumerate(identities)}
     self.labels = np.array([index[r] for r in raw], np.int64)
-
-  @property
-  def num_classes(self):
-    return len(self.class_names)
-
-  def __len__(self):
-    return len(self.labels)
 
   def __getitem__(self, i):
     image = np.asarray(self._source[i]['image'])

@@ -4,10 +4,11 @@ Each identity is a drawing made from its own seed: an oval of a skin-like tone w
 striped texture, two eyes and a mouth, their sizes, places, tone and stripes drawn per
 identity. Each image of it puts that drawing on a background of random colours, shifts
 it by up to 6 px, flips it half of the time, jitters brightness and contrast and adds
-Gaussian noise: what identifies a person is the shape, never the picture's colours. The training identities go into an
-insightface pack (`train.rec`, `train.idx`, `property`, by `recordio.write_pack`); the
-verification pairs, drawn from other identities the network never sees, into a
-validation pack (`synthetic.bin`, by `packs.write_bin`). Not faces: what it tests is the
+Gaussian noise: what identifies a person is the shape, never the picture's colours.
+The training identities go into an insightface pack (`train.rec`, `train.idx`,
+`property`, by `recordio.write_pack`); the verification pairs, drawn from other
+identities the network never sees, into a validation pack (`synthetic.bin`, by
+`packs.write_bin`). Not faces: what it tests is the
 code path (formats, pipeline, backbone, protocol), not face recognition.
 """
 
@@ -125,6 +126,5 @@ def generate(folder, identities=32, images_per_identity=16, val_identities=16,
 def default_folder(**spec):
   """Where `generate(**spec)` caches its pack: `$CL_RESEARCH_DATA/face_synthetic/<hash>`
   (default: the cache folder's `data/`)."""
-  home = os.environ.get('CL_RESEARCH_DATA') or str(files.cache_dir() / 'data')
   digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
-  return os.path.join(home, 'face_synthetic', digest)
+  return os.path.join(files.data_home(), 'face_synthetic', digest)
