@@ -30,11 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cl_research import batches
+from cl_research.data import device_batches as batches
 from cl_research import configs
-from cl_research import groups
-from cl_research import runtime
-
+from cl_research.engine import groups
+from cl_research.platform import runtime
 BATCH = 128
 MODEL = {'channels': (32, 64, 128), 'dtype': 'float32'}  # set from the command line
 
@@ -231,7 +230,7 @@ def main():
   parser.add_argument('--steps', type=int, default=20)
   parser.add_argument('--groups', default='1,2,4,8,16')
   parser.add_argument('--strategies', default='vmap,unroll',
-                      help='group strategies to time (see cl_research.groups.group_step)')
+                      help='group strategies to time (see cl_research.engine.groups.group_step)')
   parser.add_argument('--repeats', type=int, default=3,
                       help='turns of project and PyTorch for the single-model figures')
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'),

@@ -4,7 +4,7 @@ Can this CPU run bfloat16 convolutions faster than float32? Prints the CPU's bfl
 instruction flags, then oneDNN's own forward convolutions of the paper-width LeNets++
 layers in float32 and bfloat16 (bfloat16 inputs, float32 accumulation), each with the
 implementation oneDNN picks (`benchmarks/onednn_bf16_probe.cc`, built with the same
-oneDNN wheels as `cl_research.kernels.onednn`), and the convolution XLA:CPU compiles for
+oneDNN wheels as `cl_research.platform.kernels.onednn`), and the convolution XLA:CPU compiles for
 bfloat16 inputs. A script, not a test.
 
   python benchmarks/bf16_probe.py [--repeats 10]
@@ -19,8 +19,8 @@ import tempfile
 import jax
 import jax.numpy as jnp
 
-from cl_research import runtime
-from cl_research.kernels import onednn
+from cl_research.platform import runtime
+from cl_research.platform.kernels import onednn
 
 SOURCE = pathlib.Path(__file__).with_name('onednn_bf16_probe.cc')
 

@@ -11,7 +11,7 @@ not a test: a pair takes about a minute on 2 CPU cores at the sweep's budget.
   python benchmarks/clustering_vs_data.py --config.data.augment_shift=2 --config.num_steps=1200
 
 `--config.field=value` changes a field of the `sweep` config for every run, as on the
-`cl_research.run` command line. With full MNIST (`python -m cl_research.fetch mnist`, or
+`cl_research.run` command line. With full MNIST (`python -m cl_research.data.fetch mnist`, or
 tfds online) sizes up to 60000 work; on the bundled digits, up to 4000.
 """
 
@@ -21,11 +21,9 @@ import os
 import statistics
 import tempfile
 
-from cl_research import experiment
-from cl_research import run
-from cl_research import validation
-
-
+from cl_research.engine import experiment
+from cl_research.launch import cli as run
+from cl_research.launch import validation
 def sweep_config(num_train, seeds, overrides):
   """The `sweep` config reduced to 2-D features, lambda 0 and 1, and `seeds`."""
   argv = ['clustering_vs_data', '--config', 'sweep', "--config.sweep.lam=(0.0, 1.0)",

@@ -14,8 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from cl_research import kernels
-from cl_research.kernels import onednn
+from cl_research.platform import kernels
+from cl_research.platform.kernels import onednn
 
 LAYERS = [(28, 1, 32), (28, 32, 32), (14, 32, 64), (14, 64, 64), (7, 64, 128), (7, 128, 128)]
 DN = ('NHWC', 'HWIO', 'NHWC')

@@ -17,11 +17,9 @@ import time
 import jax
 import numpy as np
 
-from cl_research import backbones
+from cl_research.core.models import backbones
 from cl_research import configs
-from cl_research import train
-
-
+from cl_research.core import step as train
 def images_per_s(depth, dtype, batch, steps, classes, width):
   config = configs.face_config()
   config.model.depth, config.model.dtype, config.model.width = depth, dtype, width

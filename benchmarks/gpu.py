@@ -7,7 +7,7 @@ each through the real command line, then the face backbones' training images/s
 (iResNet-18 and -50 at 112x112, float32 and bfloat16, batch 128: face_bench.py) and
 `face:synthetic`. Writes `<out>/gpu.json` (the benchmarks' JSON, each run's wall time
 and summary rows) and the figures under `<out>/fig3/`, `<out>/losses/`, `<out>/face/`. A machine without internet reads MNIST's IDX files from `--data-dir`
-(as written by `python -m cl_research.fetch mnist`).
+(as written by `python -m cl_research.data.fetch mnist`).
 
   python benchmarks/gpu.py --out runs/gpu --data-dir ~/.cache/cl_research/data/mnist
   python benchmarks/gpu.py --smoke --out /tmp/gpu      # tiny settings, any CPU, seconds

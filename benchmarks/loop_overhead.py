@@ -14,12 +14,11 @@ import time
 import jax
 import numpy as np
 
-from cl_research import batches
+from cl_research.data import device_batches as batches
 from cl_research import configs
-from cl_research import groups
-from cl_research import runtime
-from cl_research import train
-
+from cl_research.engine import groups
+from cl_research.platform import runtime
+from cl_research.core import step as train
 STEPS = 40
 
 

@@ -4,7 +4,7 @@ Regenerates docs/losses.md and its figures: runs the `losses` experiment (heads 
 center}, 2-D MNIST features) with seeds 0, 1 and 2 in pinned one-core processes, then
 writes the page from its summary.csv, summary_by_setting.csv and comparisons.csv (center
 against no regularizer, per head, paired by seed). About 20 minutes on 2 CPU cores;
-`python -m cl_research.fetch mnist` first (or tfds online).
+`python -m cl_research.data.fetch mnist` first (or tfds online).
 
   python docs/losses_page.py --skip-training     # rebuild the page from existing runs
 """

@@ -1,7 +1,7 @@
 """python docs/regenerate.py
 
 Regenerates docs/reproduction.md and docs/figures/ from scratch: runs fig2, fig3 and
-fig5 at the 2-core-CPU budget (`:cpu`) on full MNIST (`python -m cl_research.fetch
+fig5 at the 2-core-CPU budget (`:cpu`) on full MNIST (`python -m cl_research.data.fetch
 mnist` first, or tfds online) and on full Fashion-MNIST (Debian's
 `dataset-fashion-mnist`, or `--config.data.manual_dir`), then writes the page from the
 runs' summary.csv files. Every curve and every comparison is over seeds 0, 1 and 2
@@ -25,13 +25,12 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 # pylint: disable=g-import-not-at-top,wrong-import-position
-from cl_research import analysis
+from cl_research.evaluation import statistics as analysis
 from cl_research import configs
 from cl_research import data
-from cl_research import figures
+from cl_research.outputs import figures
 from cl_research import outputs
-from cl_research import sweeps
-
+from cl_research.configs import sweeps
 DOCS = os.path.join(REPO, 'docs')
 RUNS = os.path.join(REPO, 'runs', 'docs')
 DATASETS = {'mnist': 'full MNIST (50,000 train / 10,000 test)',

@@ -8,7 +8,6 @@ of 128). `--config.num_steps=1000` gives a quick look.
 """
 
 from cl_research import configs
-
 SUMMARY = 'one full-width LeNets++ run, lambda 0.01, 2-D features: ~50 min on CPU'
 ARGS = {'smoke': 'seconds, a tiny net (tests)'}
 

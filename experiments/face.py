@@ -6,7 +6,7 @@
   python -m cl_research.run --config face:folder --config.data.folder=/data/vggface2/train
   python -m cl_research.run --config face:synthetic,smoke   # seconds, for tests
 
-Center loss and the margin heads on faces (cl_research.face_training). The data:
+Center loss and the margin heads on faces (cl_research.engine.tasks.faces). The data:
   * `synthetic`: a generated insightface pack (32 procedural identities x 16 images,
     112x112) and a generated validation pack of 400 pairs of 16 unseen identities;
     iResNet-18 at 1/8 width, softmax + center loss (lambda 0.01) and ArcFace (m 0.5 at
@@ -29,7 +29,6 @@ docs/faces.md: the formats, what each costs, and what has been run.
 """
 
 from cl_research import configs
-
 SUMMARY = ('faces: iResNet / ECCV16 Face-ResNet, center loss vs ArcFace, face protocols; '
            'face:synthetic ~3 min on CPU, real packs need a GPU')
 ARGS = {'synthetic': 'a generated pack and validation pack (offline, CPU)',

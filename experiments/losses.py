@@ -18,7 +18,6 @@ own m = 0.5 rad (28.6 degrees). The face defaults s = 64 with m 0.35 / 0.5 reach
 """
 
 from cl_research import configs
-
 SUMMARY = 'softmax, NormFace, SphereFace, CosFace, ArcFace x {none, center}, 2-D MNIST: ~5 min'
 ARGS = {'smoke': 'seconds, a tiny net (tests)'}
 HEADS = ('softmax', 'normface', 'sphereface', 'cosface', 'arcface')

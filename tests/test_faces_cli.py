@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cl_research import faces
-from cl_research import run
+from cl_research.data import faces
+from cl_research.launch import cli as run
 from tests.conftest import REPO
 from tests.conftest import run_on_fake_devices
 

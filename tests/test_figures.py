@@ -10,8 +10,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from cl_research import run
-from cl_research import sweeps
+from cl_research.launch import cli as run
+from cl_research.configs import sweeps
 from tests.conftest import REPO
 
 

@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cl_research import kernels
-from cl_research import models
-from cl_research.kernels import onednn
+from cl_research.platform import kernels
+from cl_research.core.models import lenets as models
+from cl_research.platform.kernels import onednn
 
 DN = ('NHWC', 'HWIO', 'NHWC')
 # The oneDNN wheels are declared for x86-64 Linux only; there the kernel must build.

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as sk_metrics
 
-from cl_research import openset
-from cl_research import verification
+from cl_research.evaluation import openset
+from cl_research.evaluation import verification
 from tests.conftest import REPO
 
 

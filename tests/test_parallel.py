@@ -12,10 +12,10 @@ import jax
 import numpy as np
 import pytest
 
-from cl_research import batches
-from cl_research import groups
-from cl_research import local_processes
-from cl_research import runtime
+from cl_research.data import device_batches as batches
+from cl_research.engine import groups
+from cl_research.platform import local_processes
+from cl_research.platform import runtime
 from tests.conftest import REPO as ROOT
 from tests.conftest import device_data
 from tests.conftest import run_on_fake_devices

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from cl_research import outputs
-from cl_research import plots
+from cl_research.outputs import plots
 from tests.conftest import synthetic_dataset
 
 
 def test_wrap_breaks_only_between_labelled_values():
-  title = ('MNIST, official files (cl_research.fetch) via tfds, 10,000 train / 10,000 test\n'
+  title = ('MNIST, official files (cl_research.data.fetch) via tfds, 10,000 train / 10,000 test\n'
            'lambda=0.001, alpha=0.5, d=2, seed=0: test acc 0.971, intra/inter 0.0323')
   for width in range(30, 90, 7):
     lines = plots.wrap(title, width).split('\n')

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from cl_research import configs
-from cl_research import kernels
-from cl_research import models
-from cl_research import runtime
-from cl_research import validation
+from cl_research.platform import kernels
+from cl_research.core.models import lenets as models
+from cl_research.platform import runtime
+from cl_research.launch import validation
 from tests.conftest import make_trainer
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config

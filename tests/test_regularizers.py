@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cl_research import losses
-from cl_research import regularizers
+from cl_research.core import losses
+from cl_research.core import regularizers
 from tests.conftest import make_trainer
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config

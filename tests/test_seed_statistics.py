@@ -7,7 +7,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from cl_research import experiment
+from cl_research.engine import experiment
 from cl_research import outputs
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config

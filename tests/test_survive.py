@@ -12,11 +12,11 @@ import time
 import numpy as np
 import pytest
 
-from cl_research import experiment
+from cl_research.engine import experiment
 from cl_research import files
-from cl_research import idx
+from cl_research.data import idx
 from cl_research import outputs
-from cl_research import run
+from cl_research.launch import cli as run
 from tests.conftest import REPO as ROOT
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config

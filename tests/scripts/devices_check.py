@@ -9,8 +9,8 @@ import json
 import jax
 import numpy as np
 
-from cl_research import groups
-from cl_research import sharding
+from cl_research.engine import groups
+from cl_research.platform import sharding
 from tests.conftest import device_data
 from tests.conftest import make_trainer
 from tests.conftest import synthetic_dataset

@@ -1,0 +1,102 @@
+"""Feature regularizers, added to a head's cross-entropy with weight `lam`.
+
+Each is a pure function returning the mean over the batch of a per-example term, so
+`lam` means what it means for center loss (`cl_research.losses`); island loss adds a
+term on the centers alone. Centers live in the train state and follow `centers.mode`
+(ECCV16 Eq. 4, `losses.paper_center_update`, or their own optimizer); ring loss's radius
+is learned by gradient descent at the network's learning rate.
+
+| regularizer        | term (per example, mean over the batch)              | the paper's weights |
+| center             | 1/2 ||x - c_y||^2                                    | lam = ECCV16's lambda |
+| contrastive_center | 1/2 ||x - c_y||^2 / (sum_{j != y} ||x - c_j||^2 + delta) | lam = Qi & Su's lambda x batch size (their loss sums over the batch) |
+| ring               | 1/2 (||x|| - R)^2, R learned                         | lam = Zheng et al.'s lambda |
+| git                | 1/2 ||x - c_y||^2 + g sum_{j != y} 1 / (1 + ||x - c_j||^2) | lam = lambda_C, g = lambda_G / lambda_C |
+| island             | 1/2 ||x - c_y||^2 (+ i sum_j sum_{k != j} (cos(c_j, c_k) + 1) once) | lam = lambda, i = lambda_1 |
+| normalized_center  | 1/2 ||x/||x|| - c_y/||c_y|| ||^2 = 1 - cos(x, c_y)   | for the angular heads |
+"""
+
+import jax
+import jax.numpy as jnp
+
+from cl_research.core import heads
+REGULARIZERS = ('none', 'center', 'contrastive_center', 'ring', 'git', 'island',
+                'normalized_center')
+WITH_CENTERS = ('center', 'contrastive_center', 'git', 'island', 'normalized_center')
+
+
+def center_loss(features_BxD, labels_B, centers_CxD):
+  """`1/2 * mean_i ||x_i - c_{y_i}||^2` (ECCV16 Eq. 2 divided by the batch size).
+
+  Its gradient w.r.t. x_i is `(x_i - c_{y_i}) / B` (Eq. 3 over B).
+  """
+  diff_BxD = features_BxD - centers_CxD[labels_B]
+  return 0.5 * jnp.mean(jnp.sum(diff_BxD**2, axis=-1))
+
+
+def _squared_distances(features_BxD, centers_CxD):
+  """||x_i - c_j||^2 for every example and center (B x C)."""
+  return jnp.sum((features_BxD[:, None, :] - centers_CxD[None]) ** 2, axis=-1)
+
+
+def contrastive_center_loss(features_BxD, labels_B, centers_CxD, delta=1.0):
+  """Qi & Su, "Contrastive-center loss for deep neural networks" (ICIP 2017), averaged
+  over the batch: 1/2 ||x - c_y||^2 / (sum_{j != y} ||x - c_j||^2 + delta). Pulls
+  toward the own center relative to the distance to the others."""
+  d_BxC = _squared_distances(features_BxD, centers_CxD)
+  onehot = jax.nn.one_hot(labels_B, centers_CxD.shape[0], dtype=d_BxC.dtype)
+  own = jnp.sum(d_BxC * onehot, axis=-1)
+  others = jnp.sum(d_BxC * (1.0 - onehot), axis=-1)
+  return jnp.mean(0.5 * own / (others + delta))
+
+
+def ring_loss(features_BxD, radius):
+  """Zheng et al., "Ring loss: convex feature normalization" (CVPR 2018), averaged over
+  the batch: 1/2 (||x|| - R)^2 with R learned (`radius`, the train state's; started at
+  the first batch's mean norm). Their loss is lambda / (2m) sum_i (||x_i|| - R)^2, so
+  `lam` is their lambda."""
+  return 0.5 * jnp.mean((heads.safe_norm(features_BxD) - radius) ** 2)
+
+
+def git_push(features_BxD, labels_B, centers_CxD):
+  """Git loss's push term (Calefati et al. 2018), averaged over the batch:
+  sum_{j != y} 1 / (1 + ||x - c_j||^2)."""
+  d_BxC = _squared_distances(features_BxD, centers_CxD)
+  onehot = jax.nn.one_hot(labels_B, centers_CxD.shape[0], dtype=d_BxC.dtype)
+  return jnp.mean(jnp.sum((1.0 - onehot) / (1.0 + d_BxC), axis=-1))
+
+
+def island_pairs(centers_CxD):
+  """Island loss's center term (Cai et al. 2018): sum_j sum_{k != j} (cos(c_j, c_k) + 1),
+  0 when the centers point in opposite directions pairwise as far as they can."""
+  unit = heads.l2_normalize(centers_CxD)
+  cos_CxC = unit @ unit.T
+  off_diagonal = 1.0 - jnp.eye(centers_CxD.shape[0], dtype=cos_CxC.dtype)
+  return jnp.sum((cos_CxC + 1.0) * off_diagonal)
+
+
+def normalized_center_loss(features_BxD, labels_B, centers_CxD):
+  """Center loss on L2-normalised features and centers, averaged over the batch:
+  1/2 ||x/||x|| - c_y/||c_y|| ||^2 = 1 - cos(x, c_y) (NormFace's C-contrastive form)."""
+  return center_loss(heads.l2_normalize(features_BxD), labels_B,
+                     heads.l2_normalize(centers_CxD))
+
+
+def regularizer_loss(name, features_BxD, labels_B, centers_CxD, radius, hparams):
+  """The regularizer `name`'s term (before `lam`) and its parts for the logs."""
+  if name == 'none':
+    return jnp.zeros((), features_BxD.dtype), {}
+  if name == 'ring':
+    return ring_loss(features_BxD, radius), {}
+  if name == 'contrastive_center':
+    return contrastive_center_loss(features_BxD, labels_B, centers_CxD,
+                                   hparams['contrastive_delta']), {}
+  if name == 'normalized_center':
+    return normalized_center_loss(features_BxD, labels_B, centers_CxD), {}
+  center = center_loss(features_BxD, labels_B, centers_CxD)
+  if name == 'git':
+    push = git_push(features_BxD, labels_B, centers_CxD)
+    return center + hparams['git_weight'] * push, {'git_push': push}
+  if name == 'island':
+    pairs = island_pairs(centers_CxD)
+    return center + hparams['island_weight'] * pairs, {'island_pairs': pairs}
+  return center, {}

