@@ -17,7 +17,7 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
-from cl_research import analysis  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cl_research.evaluation import statistics as analysis  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cl_research import outputs  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 DOCS = os.path.join(REPO, 'docs')

@@ -10,7 +10,7 @@ Center loss and the margin heads on faces (cl_research.engine.tasks.faces). The 
   * `synthetic`: a generated insightface pack (32 procedural identities x 16 images,
     112x112) and a generated validation pack of 400 pairs of 16 unseen identities;
     iResNet-18 at 1/8 width, softmax + center loss (lambda 0.01) and ArcFace (m 0.5 at
-    s 16: at insightface's s 64 it barely leaves chance in 100 steps on 32 identities,
+    s 16: insightface's s 64 learns too slowly for 100 steps on 32 identities,
     docs/faces.md), 100 steps of 32, about a minute and a half each on 2 CPU cores;
   * `rec`: an insightface pack (`data.rec_dir`: train.rec, train.idx, property and the
     validation packs lfw.bin, cfp_fp.bin, agedb_30.bin);

@@ -99,3 +99,18 @@ runtime.enable_compilation_cache()  # as the command line does (same programs, s
 def no_fetched_mnist(monkeypatch, tmp_path_factory):
   """Tests never see full MNIST fetched into this machine's cache (`cl_research.data.fetch`)."""
   monkeypatch.setenv('CL_RESEARCH_DATA', str(tmp_path_factory.mktemp('no_fetched_data')))
+
+
+def assert_png_drawn(path, min_width=200, min_height=150):
+  """`path` is a PNG of at least that many pixels whose content is a drawing: many
+  colours, no single colour covering nearly all of it (a blank or one-colour canvas
+  fails)."""
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  with Image.open(path) as image:
+    assert image.format == 'PNG', path
+    width, height = image.size
+    assert width >= min_width and height >= min_height, (path, image.size)
+    pixels = np.asarray(image.convert('RGB')).reshape(-1, 3)
+  colours, counts = np.unique(pixels, axis=0, return_counts=True)
+  assert len(colours) >= 16, (path, len(colours))
+  assert counts.max() / len(pixels) < 0.98, (path, counts.max() / len(pixels))

@@ -12,12 +12,14 @@ import pytest
 from cl_research import configs
 from cl_research import data
 from cl_research.engine import experiment
+from cl_research.engine import loop
 from cl_research.data import idx
 from cl_research import outputs
 from cl_research.launch import cli as run
 from cl_research.configs import sweeps
-from cl_research.launch import validation
+from cl_research.engine import checks
 from tests.conftest import REPO
+from tests.conftest import assert_png_drawn
 
 
 
@@ -29,8 +31,9 @@ def test_sweep_smoke_end_to_end_through_the_cli(tmp_path):
       cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
   assert proc.returncode == 0, proc.stderr[-3000:]
   assert 'test_accuracy' in proc.stdout and str(workdir) in proc.stdout
-  for name in ('config.json', 'summary.csv', 'grid.png'):
+  for name in ('config.json', 'summary.csv'):
     assert (workdir / name).stat().st_size > 0, name
+  assert_png_drawn(workdir / 'grid.png', 800, 600)
   config = json.loads((workdir / 'config.json').read_text())
   assert config['sweep']['lam'] == [0.0, 0.001, 0.01, 0.1, 1.0]
   with open(workdir / 'summary.csv') as f:
@@ -43,8 +46,9 @@ def test_sweep_smoke_end_to_end_through_the_cli(tmp_path):
     assert 0.0 <= float(row['test_accuracy']) <= 1.0
     assert row['data_source'] == 'bundled' and os.sep not in row['data_detail']
     run_dir = workdir / 'runs' / row['name']
-    for name in ('metrics.jsonl', 'result.json', 'features.npz', 'scatter.png'):
+    for name in ('metrics.jsonl', 'result.json', 'features.npz'):
       assert (run_dir / name).stat().st_size > 0, (row['name'], name)
+    assert_png_drawn(run_dir / 'scatter.png')
     result = json.loads((run_dir / 'result.json').read_text())
     assert result['status'] == 'complete' and result['lam'] == float(row['lam'])
     steps = [json.loads(line)['step'] for line in open(run_dir / 'metrics.jsonl')]
@@ -146,7 +150,7 @@ def test_losses_smoke_end_to_end_through_the_cli(tmp_path):
     assert (row['alpha'] == '') == (row['regularizer'] == 'none')
     assert row['test_angular_intra_inter'] != ''
   for name in ('grid.png', 'grid_directions.png'):
-    assert (workdir / name).stat().st_size > 0
+    assert_png_drawn(workdir / name, 800, 600)
 
 
 def test_gradient_mode_runs_carry_no_alpha():
@@ -167,12 +171,12 @@ def test_config_by_path_with_argument_and_default_workdir():
 @pytest.mark.parametrize('name', run.available_experiments())
 def test_every_experiment_validates_names_its_command_and_says_what_it_costs(name):
   config, _, _ = run.parse(['x', '--config', name])
-  validation.validate(config)
+  checks.validate(config)
   module = run.load_module(run.find_experiment(name))
   assert module.__doc__.splitlines()[0] == f'python -m cl_research.run --config {name}'
   assert module.SUMMARY and 'smoke' in module.ARGS
   for arg in module.ARGS:
-    validation.validate(run.parse(['x', '--config', f'{name}:{arg}'])[0])
+    checks.validate(run.parse(['x', '--config', f'{name}:{arg}'])[0])
   with pytest.raises(configs.ConfigError, match="unknown config argument 'nope'"):
     module.get_config('nope')
 
@@ -204,6 +208,6 @@ def test_an_unknown_field_names_the_valid_fields_and_the_closest(override, messa
 
 def test_the_progress_bar_says_what_trains():
   points = [{'lam': 0.1, 'feature_size': 3}]
-  assert experiment.progress_label(points, 2, 5, [0]) == 'lam=0.1 d=3, run 3 of 5, core 0'
+  assert loop.progress_label(points, 2, 5, [0]) == 'lam=0.1 d=3, run 3 of 5, core 0'
   group = [{'lam': 0.0, 'feature_size': 2}, {'lam': 1.0, 'feature_size': 2}]
-  assert experiment.progress_label(group, 0, 4, None) == 'lam=0,1 d=2, runs 1-2 of 4'
+  assert loop.progress_label(group, 0, 4, None) == 'lam=0,1 d=2, runs 1-2 of 4'

@@ -9,7 +9,7 @@ import pytest
 from cl_research import configs
 from cl_research import data
 from cl_research.data import idx
-from cl_research.launch import validation
+from cl_research.engine import checks
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
 from tests.conftest import write_idx
@@ -104,7 +104,7 @@ def test_random_shift_moves_each_image_by_at_most_the_bound_and_fills_with_zeros
 ])
 def test_bad_data_config_is_one_clear_error(overrides, message):
   with pytest.raises(configs.ConfigError, match=message):
-    validation.validate(tiny_config(**overrides))
+    checks.validate(tiny_config(**overrides))
 
 
 def test_fashion_mnist_without_files_or_network_is_an_error(monkeypatch, tmp_path):
@@ -142,13 +142,13 @@ def test_any_tfds_dataset_trains_end_to_end_on_mock_data(monkeypatch, tmp_path):
   """A tfds dataset that is not MNIST: colour 32x32 images brought to grey, its own
   classes, two held out; tfds' mock data stands in for the download."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
-  from cl_research import experiment  # pylint: disable=import-outside-toplevel
+  from cl_research.engine import experiment  # pylint: disable=import-outside-toplevel
   monkeypatch.setattr(data, 'network_reachable', lambda url: True)
   config = tiny_config(**{'data.name': 'cifar10', 'data.source': 'tfds', 'data.channels': 1,
                           'data.data_dir': str(tmp_path / 'tfds'), 'data.num_train': 0,
                           'data.num_test': 0, 'data.holdout_classes': (8, 9),
                           'eval.verification_pairs': 20, 'eval.enrolment_images': 2})
-  validation.validate(config)
+  checks.validate(config)
   with tfds.testing.mock_data(num_examples=80, policy=tfds.testing.MockPolicy.USE_CODE):
     whole = data.load(config.data)
     results = experiment.train_and_evaluate(config, str(tmp_path / 'run'), dataset=whole)

@@ -6,6 +6,7 @@ import json
 from cl_research.engine import experiment
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
+from tests.conftest import assert_png_drawn
 
 
 def test_a_diverging_run_is_marked_and_the_sweep_carries_on(tmp_path):
@@ -19,4 +20,4 @@ def test_a_diverging_run_is_marked_and_the_sweep_carries_on(tmp_path):
   assert rows[1e9]['status'] == 'diverged' and rows[1e9]['test_accuracy'] == ''
   saved = json.loads((tmp_path / 'runs' / by_lam[1e9]['name'] / 'result.json').read_text())
   assert saved['status'] == 'diverged'
-  assert (tmp_path / 'grid.png').stat().st_size > 0
+  assert_png_drawn(tmp_path / 'grid.png', 800, 600)

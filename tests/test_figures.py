@@ -13,6 +13,7 @@ from nbclient import NotebookClient
 from cl_research.launch import cli as run
 from cl_research.configs import sweeps
 from tests.conftest import REPO
+from tests.conftest import assert_png_drawn
 
 
 
@@ -46,21 +47,27 @@ def summary(workdir):
 def test_fig2_is_softmax_only_with_train_and_test_panels(figure_runs):
   rows = summary(figure_runs / 'fig2_mnist')
   assert [float(r['lam']) for r in rows] == [0.0]
-  assert (figure_runs / 'fig2_mnist' / 'fig2.png').stat().st_size > 0
+  assert rows[0]['regularizer'] in ('center', 'none') and rows[0]['status'] == 'complete'
+  assert rows[0]['train_accuracy'] != '' and rows[0]['test_accuracy'] != ''
+  from PIL import Image  # pylint: disable=import-outside-toplevel
+  path = figure_runs / 'fig2_mnist' / 'fig2.png'
+  assert_png_drawn(path, 600, 250)
+  with Image.open(path) as image:  # two panels side by side: train and test
+    assert image.size[0] > 1.5 * image.size[1], image.size
 
 
 def test_fig3_has_the_papers_lambdas_metrics_and_feature_evolution(figure_runs):
   workdir = figure_runs / 'fig3_mnist'
   rows = summary(workdir)
   assert sorted(float(r['lam']) for r in rows) == [0.001, 0.01, 0.1, 1.0]
-  assert (workdir / 'fig3.png').stat().st_size > 0
+  assert_png_drawn(workdir / 'fig3.png', 600, 400)
   for r in rows:
     for key in ('test_knn_accuracy', 'test_silhouette', 'verification_accuracy',
                 'verification_auc', 'verification_tar_at_far_1e-3'):
       assert r[key] != '', key
     assert 0 <= float(r['test_knn_accuracy']) <= 1
     run_dir = workdir / 'runs' / r['name']
-    assert (run_dir / 'intra_hist.png').stat().st_size > 0
+    assert_png_drawn(run_dir / 'intra_hist.png')
     gif = (run_dir / 'evolution.gif').read_bytes()
     assert gif[:6] in (b'GIF87a', b'GIF89a') and gif.count(b'\x21\xf9\x04') > 2  # frames
 
@@ -74,7 +81,7 @@ def test_fig5_covers_both_grids_once(figure_runs):
   rows = summary(figure_runs / 'fig5_mnist')  # the small grid, through the CLI
   trained = [(float(r['lam']), float(r['alpha'])) for r in rows]
   assert sorted(trained) == [(0.0, 0.5), (0.003, 0.1), (0.003, 0.5), (0.1, 0.5)]
-  assert (figure_runs / 'fig5_mnist' / 'fig5.png').stat().st_size > 0
+  assert_png_drawn(figure_runs / 'fig5_mnist' / 'fig5.png', 600, 300)
 
 
 def test_fig3_on_fashion_mnist_from_idx_files(idx_dir, tmp_path):
@@ -85,7 +92,7 @@ def test_fig3_on_fashion_mnist_from_idx_files(idx_dir, tmp_path):
           '--workdir', str(workdir))
   result = json.loads(next((workdir / 'runs').glob('*/result.json')).read_text())
   assert result['data_source'] == 'tfds' and result['num_train'] == 60
-  assert (workdir / 'fig3.png').stat().st_size > 0
+  assert_png_drawn(workdir / 'fig3.png', 300, 300)
 
 
 def test_open_set_pairs_come_only_from_held_out_classes(tmp_path):

@@ -129,7 +129,7 @@ def test_unavailable_onednn_is_a_one_line_error_and_auto_falls_back_on_record(tm
   assert not workdir.exists()
   if ONEDNN_PLATFORM:
     assert "no C++ compiler 'no-such-compiler'" in errors[0]
-  auto = subprocess.run([sys.executable, '-c', 'import json; from cl_research import kernels; '
+  auto = subprocess.run([sys.executable, '-c', 'import json; from cl_research.platform import kernels; '
                          "print(json.dumps(kernels.resolve('auto', 'cpu')))"],
                         capture_output=True, text=True, env=env, check=True)
   impl, why = json.loads(auto.stdout.splitlines()[-1])

@@ -7,9 +7,9 @@ import pytest
 
 from cl_research import configs
 from cl_research.platform import kernels
-from cl_research.core.models import lenets as models
+from cl_research.core import models
 from cl_research.platform import runtime
-from cl_research.launch import validation
+from cl_research.engine import checks
 from tests.conftest import make_trainer
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
@@ -66,4 +66,4 @@ def test_an_unknown_dtype_is_one_clear_error():
   config.model.dtype = 'float16'
   with pytest.raises(configs.ConfigError,
                      match="model.dtype='float16' is not one of float32, bfloat16"):
-    validation.validate(config)
+    checks.validate(config)

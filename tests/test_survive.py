@@ -132,6 +132,33 @@ def test_atomic_write_replaces_whole_files(tmp_path):
   assert json.loads(open(path).read()) == {'a': 1.0, 'b': None, 'c': 2.0}
   files.write_json(path, {'a': 2})
   assert json.loads(open(path).read()) == {'a': 2}
+  assert os.listdir(tmp_path) == ['r.json']  # no temporary file left beside it
+
+
+def test_an_interrupted_atomic_write_leaves_the_old_file_whole(tmp_path, monkeypatch):
+  """A write that fails before its rename (the process dies mid-write) leaves the
+  previous file as it was and no temporary file; the rename is what publishes it."""
+  path = str(tmp_path / 'r.json')
+  files.write_json(path, {'a': 1})
+  renames = []
+  real_replace = os.replace
+
+  def replace(src, dst):
+    renames.append((os.path.basename(src), os.path.basename(dst)))
+    real_replace(src, dst)
+
+  monkeypatch.setattr(os, 'replace', replace)
+  files.write_json(path, {'a': 2})
+  assert renames and renames[-1][1] == 'r.json' and renames[-1][0].startswith('.tmp-')
+
+  def fail(src, dst):
+    raise KeyboardInterrupt('killed before the rename')
+
+  monkeypatch.setattr(os, 'replace', fail)
+  with pytest.raises(KeyboardInterrupt):
+    files.write_json(path, {'a': 3, 'big': list(range(1000))})
+  assert json.loads(open(path).read()) == {'a': 2}
+  assert os.listdir(tmp_path) == ['r.json']
 
 
 def test_a_changed_config_on_an_existing_workdir_is_refused(tmp_path, capsys):

@@ -24,8 +24,12 @@ def test_pairs_are_half_same_half_different_seeded_and_never_self():
 
 def test_pairs_restricted_to_held_out_classes():
   _, labels = separable_features()
-  pairs, _ = verification.make_pairs(labels, 200, seed=0, classes=[3, 4])
-  assert set(labels[pairs.ravel()]) <= {3, 4}
+  pairs, issame = verification.make_pairs(labels, 200, seed=0, classes=[3, 4])
+  first, second = labels[pairs[:, 0]], labels[pairs[:, 1]]
+  assert set(first) | set(second) == {3, 4}  # both held-out classes, no other
+  np.testing.assert_array_equal(issame, first == second)  # the flags say what the pairs are
+  assert issame.sum() == 100 and (~issame).sum() == 100
+  assert len({tuple(sorted(p)) for p in pairs.tolist()}) == 200  # distinct pairs
 
 
 def test_perfectly_separable_features_give_100_percent():

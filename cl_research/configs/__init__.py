@@ -8,17 +8,18 @@ every run of an experiment is one point of the product of its tuples.
 
 import ml_collections
 
+from cl_research import errors
 from cl_research.configs import sweeps
 FIGURES = ('fig2', 'fig3', 'fig5', 'openset')
 
 
-class ConfigError(ValueError):
-  """A config value that cannot work; the message names it and what would be valid."""
+ConfigError = errors.ConfigError
 
 
 def base_config():
   """LeNets++ on MNIST with the Caffe solver's settings, one run at lam 0.01."""
   c = ml_collections.ConfigDict()
+  c.task = 'digits'  # which task trains it (cl_research.engine.tasks): digits | faces
   c.sweep = ml_collections.ConfigDict()
   c.sweep.lam = (0.01,)  # center-loss weight; see cl_research.losses for the convention
   c.sweep.alpha = (0.5,)  # center update rate of ECCV16 Eq. 4 (`paper` mode only)
@@ -138,6 +139,7 @@ def face_config():
   backbone and the face protocols. The fields it adds are read by
   `cl_research.engine.tasks.faces`; what each face source needs: docs/faces.md."""
   c = base_config()
+  c.task = 'faces'
   c.data.name = 'faces'
   c.data.face_source = 'synthetic'  # synthetic | rec | folder | tfds
   c.data.rec_dir = ''  # an insightface pack: train.rec, train.idx, property, *.bin
@@ -166,6 +168,7 @@ def face_config():
   c.eval.num_folds = 10
   c.eval.batch_size = 256
   c.parallel.classifier_shard = 1  # devices the classifier and the centers split over
+  c.parallel.local_processes = 1  # one run at a time, streaming with its own workers
   c.analysis.baseline = ()
   return c
 
@@ -239,7 +242,7 @@ def apply_smoke(c):
   c.data.num_train = 512
   c.data.num_test = 256
   c.eval.verification_pairs = 200
-  # One process: starting a pinned process per core costs ~5 s, more than a smoke run.
+  # One process: starting a pinned process per core costs more than a smoke run trains.
   c.parallel.local_processes = 1
   if c.model.name == 'lenets_pp':
     c.model.channels = (4, 8, 8)

@@ -14,6 +14,7 @@ import itertools
 
 from cl_research.core import heads
 from cl_research.core import regularizers
+from cl_research import errors
 SWEEP_AXES = ('lam', 'alpha', 'feature_size', 'seed', 'head', 'regularizer', 'scale',
               'margin', 'holdout')
 REQUIRED_AXES = ('lam', 'alpha', 'feature_size', 'seed')
@@ -130,3 +131,40 @@ def axis_label(axis, value):
 def file_safe(text):
   """'alpha=0.5, seed=0, held out=6,7' -> 'alpha=0.5_seed=0_heldout=6-7', for file names."""
   return text.replace(', ', '_').replace(' ', '').replace(',', '-')
+
+
+def validate(config):
+  """Raises ConfigError where `config.sweep`, `sweep_extra` or `analysis.baseline` cannot
+  make runs: every axis a tuple, feature sizes and seeds of the right kind."""
+  for axis in REQUIRED_AXES:
+    values = config.sweep[axis]
+    errors.check(isinstance(values, (tuple, list)) and len(values) > 0,
+                 f'sweep.{axis}={values!r} must be a non-empty tuple')
+  extra_sizes = {len(config.sweep_extra[a]) > 0 for a in REQUIRED_AXES}
+  errors.check(len(extra_sizes) == 1, 'sweep_extra: set all of lam, alpha, feature_size, '
+               'seed or none of them')
+  for kind, valid in (('head', heads.HEADS), ('regularizer', regularizers.REGULARIZERS)):
+    for value in {config.loss[kind], *config.sweep[kind], *config.sweep_extra[kind]}:
+      errors.check(value in valid, f'{kind} {value!r} is not one of {", ".join(valid)}')
+  points = expand_runs(config)
+  for d in {p['feature_size'] for p in points}:
+    errors.check(isinstance(d, int) and not isinstance(d, bool) and d >= 1,
+                 f'sweep.feature_size has {d!r}: feature size must be an integer >= 1')
+  for seed in {p['seed'] for p in points}:
+    errors.check(isinstance(seed, int) and seed >= 0,
+                 f'sweep.seed has {seed!r}: seeds must be integers >= 0')
+  for baseline in config.analysis.baseline:
+    key = baseline.partition('=')[0]
+    errors.check(key in SWEEP_AXES and key != 'seed' and '=' in baseline,
+                 f'analysis.baseline has {baseline!r}: a baseline is AXIS=VALUE with AXIS one '
+                 f'of {", ".join(a for a in SWEEP_AXES if a != "seed")}')
+  return points
+
+
+def validate_grid(config):
+  """Raises ConfigError where `config.grid` does not name two axes of a point."""
+  for axis in config.grid:
+    errors.check(axis in SWEEP_AXES, f'grid={tuple(config.grid)!r}: {axis!r} is not one of '
+                 f'{", ".join(SWEEP_AXES)}')
+  errors.check(len(config.grid) == 2,
+               f'grid={tuple(config.grid)!r} must name 2 axes (rows, columns)')

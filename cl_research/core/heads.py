@@ -18,8 +18,10 @@ theta_j is the angle between the feature x and the class weight W_j (a column of
 D x C classifier kernel); the margin heads normalise both, SphereFace only W.
 """
 
+import math
 import jax
 import jax.numpy as jnp
+from cl_research import errors
 
 HEADS = ('softmax', 'normface', 'cosface', 'arcface', 'combined', 'sphereface')
 NORMALIZED = ('normface', 'cosface', 'arcface', 'combined')  # logits s cos theta
@@ -129,3 +131,22 @@ def inference_logits(head, features_BxD, classifier, scale=1.0):
   if head == 'sphereface':
     return safe_norm(features_BxD)[:, None] * cos
   return scale * cos
+
+
+def validate(head, scale, margin):
+  """Raises ConfigError where a run's scale or margin cannot work with `head`."""
+  errors.check_choice(head, 'head', HEADS)
+  if scale is not None:
+    errors.check(errors.is_number(scale) and scale > 0,
+                 f'scale {scale!r} ({head}): the scale s must be > 0')
+  if margin is None:
+    return
+  errors.check(errors.is_number(margin) and margin >= 0,
+               f'margin {margin!r} ({head}): a margin must be a number >= 0')
+  if head == 'arcface':
+    errors.check(margin < math.pi / 2, f'margin {margin!r} (arcface): an angular margin must '
+                 'be in [0, pi/2) radians')
+  if head == 'sphereface':
+    errors.check(margin >= 1 and float(margin).is_integer(), f'margin {margin!r} '
+                 '(sphereface): m must be a positive integer (1 is plain normalised-weight '
+                 'softmax; 4 is usual)')

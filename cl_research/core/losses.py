@@ -33,6 +33,7 @@ from cl_research.core.heads import sphereface_logits
 from cl_research.core.regularizers import center_loss
 from cl_research.core.regularizers import contrastive_center_loss
 from cl_research.core.regularizers import ring_loss
+from cl_research import errors
 
 __all__ = ('center_loss', 'center_update', 'joint_loss', 'objective', 'cosine_logits',
            'margin_logits', 'sphereface_logits', 'contrastive_center_loss', 'ring_loss',
@@ -125,3 +126,17 @@ def joint_loss(logits_BxC, features_BxD, labels_B, centers_CxD, lam):
                         centers_CxD, None, {'lam': lam}, 0)
   return loss, {'loss': loss, 'softmax_loss': aux['softmax_loss'],
                 'center_loss': aux['regularizer_loss'], 'accuracy': aux['accuracy']}
+
+
+def validate(points):
+  """Raises ConfigError where a run's head, regularizer, scale, margin or lambda cannot
+  work (each run of a sweep is a point, `cl_research.configs.sweeps`)."""
+  for p in points:
+    heads.validate(p['head'], p['scale'], p['margin'])
+    regularizers.validate(p['regularizer'], p['head'])
+  for lam in {p['lam'] for p in points}:
+    errors.check(errors.is_number(lam) and lam >= 0,
+                 f'sweep.lam has {lam!r}: lambda must be a finite number >= 0')
+  for alpha in {p['alpha'] for p in points} - {None}:
+    errors.check(errors.is_number(alpha) and 0 < alpha <= 1,
+                 f'sweep.alpha has {alpha!r}: alpha must be in (0, 1]')

@@ -2,6 +2,7 @@
 
 import jax
 import optax
+from cl_research import errors
 
 OPTIMIZERS = ('sgd', 'adam')  # `optimizer.name` and `centers.optimizer`
 LR_SCHEDULES = ('step', 'linear')  # `optimizer.lr_schedule`
@@ -67,3 +68,15 @@ def make_center_optimizer(centers_config):
   if centers_config.optimizer == 'adam':
     return optax.adam(centers_config.learning_rate)
   return optax.sgd(centers_config.learning_rate, momentum=centers_config.momentum or None)
+
+
+def validate(optimizer_config):
+  """Raises ConfigError where `config.optimizer` cannot work."""
+  o = optimizer_config
+  errors.check_choice(o.name, 'optimizer.name', OPTIMIZERS)
+  errors.check(o.learning_rate > 0, f'optimizer.learning_rate={o.learning_rate!r} must be > 0')
+  errors.check(o.grad_clip_norm >= 0,
+               f'optimizer.grad_clip_norm={o.grad_clip_norm!r} must be >= 0 (0: off)')
+  errors.check(0 <= o.warmup_frac < 1,
+               f'optimizer.warmup_frac={o.warmup_frac!r} must be in [0, 1)')
+  errors.check_choice(o.lr_schedule, 'optimizer.lr_schedule', LR_SCHEDULES)

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from cl_research.core import heads
+from cl_research import errors
 REGULARIZERS = ('none', 'center', 'contrastive_center', 'ring', 'git', 'island',
                 'normalized_center')
 WITH_CENTERS = ('center', 'contrastive_center', 'git', 'island', 'normalized_center')
@@ -100,3 +101,11 @@ def regularizer_loss(name, features_BxD, labels_B, centers_CxD, radius, hparams)
     pairs = island_pairs(centers_CxD)
     return center + hparams['island_weight'] * pairs, {'island_pairs': pairs}
   return center, {}
+
+
+def validate(regularizer, head):
+  """Raises ConfigError where `regularizer` is unknown or cannot go with `head`."""
+  errors.check_choice(regularizer, 'regularizer', REGULARIZERS)
+  errors.check(regularizer != 'normalized_center' or head in heads.ANGULAR,
+               f"regularizer 'normalized_center' with head {head!r}: it is for the angular "
+               f"heads ({', '.join(heads.ANGULAR)}); with {head!r} use 'center'")

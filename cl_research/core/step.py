@@ -21,6 +21,7 @@ import optax
 from cl_research.core import heads
 from cl_research.core import losses
 from cl_research.core import optim
+from cl_research import errors
 CENTER_MODES = ('paper', 'gradient')
 # What went non-finite first; `TrainState.diverged_code` k > 0 names DIVERGED_QUANTITIES[k - 1].
 DIVERGED_QUANTITIES = ('loss', 'features', 'centers', 'params')
@@ -259,3 +260,16 @@ def init_state(setup, image_shape, num_classes, feature_size, init_scale, seed):
       diverged_at=jnp.zeros((), jnp.int32), diverged_code=jnp.zeros((), jnp.int32),
       grad_norm_sum=jnp.zeros((), jnp.float32), grad_norm_max=jnp.zeros((), jnp.float32),
       clipped_steps=jnp.zeros((), jnp.int32), radius=jnp.zeros((), jnp.float32))
+
+
+def validate_centers(config):
+  """Raises ConfigError where `config.centers` cannot work with the sweep."""
+  c = config.centers
+  errors.check_choice(c.mode, 'centers.mode', CENTER_MODES)
+  errors.check_choice(c.optimizer, 'centers.optimizer', optim.OPTIMIZERS)
+  errors.check(c.init_scale >= 0, f'centers.init_scale={c.init_scale!r} must be >= 0')
+  if c.mode == 'gradient':
+    alphas = set(config.sweep.alpha) | set(config.sweep_extra.alpha)
+    errors.check(len(alphas) <= 1, f'sweep.alpha={tuple(config.sweep.alpha)!r} sweeps alpha, '
+                 "which only the paper's center update uses; with centers.mode='gradient' "
+                 "give one value or use centers.mode='paper'")

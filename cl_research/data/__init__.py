@@ -39,6 +39,7 @@ from PIL import Image
 from cl_research import files
 from cl_research.data import idx
 from cl_research.data.idx import DataError
+from cl_research import errors
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +184,7 @@ class _renamed:
 
   def __getitems__(self, indices):
     try:
-      records = self.source.__getitems__(indices)  # 4x faster than one by one
+      records = self.source.__getitems__(indices)  # a batch read: far fewer calls than one by one
     except TypeError:  # tfds.testing.mock_data's sources read one record at a time only
       records = [self.source[i] for i in indices]
     return [{'image': r[self.keys[0]], 'label': r[self.keys[1]]} for r in records]
@@ -316,3 +317,54 @@ def for_config(dataset, config):
   """`dataset` as `config.data` asks for it (`Dataset.for_run` with its held-out classes,
   `num_train` and `subset_seed`)."""
   return dataset.for_run(config.holdout_classes, config.num_train, config.subset_seed)
+
+
+def validate(config, points):
+  """Raises ConfigError where `config.data` (an in-memory dataset) cannot serve the sweep;
+  what needs the data itself is `check_run_dataset`."""
+  d = config.data
+  errors.check(known(d.name), f'data.name={d.name!r} is not one of {", ".join(DATASETS)} or '
+               'a tensorflow-datasets name (kmnist, cifar10, ...)')
+  errors.check_choice(d.source, 'data.source', SOURCES)
+  errors.check(d.source != 'bundled' or d.name == 'mnist',
+               f'data.source=bundled exists only for mnist, not {d.name!r}; use '
+               'data.source=auto or tfds')
+  for name in ('num_train', 'num_test', 'subset_seed'):
+    errors.check(d[name] >= 0, f'data.{name}={d[name]!r} must be >= 0 (num_train, '
+                 'num_test: 0 means the whole split)')
+  for held_out in {p['holdout'] for p in points}:
+    for c in held_out:
+      errors.check(isinstance(c, int) and not isinstance(c, bool) and c >= 0,
+                   f'held-out classes {held_out!r} have {c!r}: class ids are integers >= 0')
+    errors.check(len(set(held_out)) != 1 or not config.eval.verification_pairs,
+                 f'held-out classes {held_out!r}: one class; open-set verification pairs '
+                 'need at least 2 held-out classes (or eval.verification_pairs=0)')
+  shift = d.augment_shift
+  errors.check(isinstance(shift, int) and 0 <= shift <= 13, f'data.augment_shift={shift!r} '
+               'must be an integer number of pixels in [0, 13] (0: off)')
+  errors.check(0 < d.test_fraction < 1,
+               f'data.test_fraction={d.test_fraction!r} must be in (0, 1)')
+  errors.check(d.channels in (0, 1, 3),
+               f'data.channels={d.channels!r} is not one of 0 (as stored), 1, 3')
+  errors.check(d.image_size == 0 or 8 <= d.image_size <= 512,
+               f'data.image_size={d.image_size!r} must be 0 (as stored) or in [8, 512]')
+  errors.check(d.num_train == 0 or d.num_train >= config.batch_size,
+               f'data.num_train={d.num_train} is smaller than batch_size={config.batch_size}')
+
+
+def check_run_dataset(config, dataset):
+  """Raises ConfigError where the loaded data cannot serve `config` (the checks that need
+  the data: its classes, what held-out classes and subsets leave). `dataset` is what a
+  run trains on (`Dataset.for_run`)."""
+  held_out = set(dataset.holdout_classes)
+  bad = sorted(c for c in held_out if c >= dataset.num_classes)
+  errors.check(not bad, f'held-out classes {tuple(dataset.holdout_classes)} have '
+               f'{bad[0] if bad else None!r}: {config.data.name} has classes 0 to '
+               f'{dataset.num_classes - 1}')
+  errors.check(dataset.num_classes - len(held_out) >= 2,
+               f'held-out classes {tuple(dataset.holdout_classes)}: keep at least 2 of the '
+               f'{dataset.num_classes} classes for training')
+  errors.check(len(dataset.train_labels) >= config.batch_size,
+               f'{len(dataset.train_labels)} training examples are left (data.num_train='
+               f'{config.data.num_train}, held-out classes {tuple(dataset.holdout_classes)}): '
+               f'fewer than batch_size={config.batch_size}')

@@ -15,7 +15,6 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from cl_research import files
 log = logging.getLogger(__name__)
 
 
@@ -25,7 +24,6 @@ class GroupCheckpoints:
   def __init__(self, directory):
     self.directory = os.path.abspath(directory)
     self._manager = None
-    self.extra = None
 
   def manager(self):
     if self._manager is None:
@@ -38,25 +36,18 @@ class GroupCheckpoints:
       self._manager = ocp.CheckpointManager(self.directory, options=options)
     return self._manager
 
-  def save(self, step, states, names, num_real, snapshots, snapshot_paths, extra=None):
-    """Saves the real members' states (padding dropped), their evolution snapshots and
-    `extra` (JSON: a streaming pipeline's iterator state)."""
-    if snapshots:
-      for path, snaps in zip(snapshot_paths, snapshots):
-        files.savez(path,
-                    steps=np.array([s for s, _, _ in snaps]),
-                    features=np.stack([f for _, f, _ in snaps]),
-                    centers=np.stack([c for _, _, c in snaps]))
+  def save(self, step, states, names, num_real, extra=None):
+    """Saves the real members' states (padding dropped) and `extra` (JSON: what the task
+    needs beyond the states to resume, e.g. a streaming pipeline's iterator state)."""
     real = jax.tree.map(lambda x: x[:num_real], states)
     self.manager().save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(real),
         meta=ocp.args.JsonSave({'names': list(names), 'extra': extra})))
     self.manager().wait_until_finished()
 
-  def restore(self, states, names, snapshot_paths, num_real):
-    """(step, states, snapshots) from the latest checkpoint holding every member of
-    `names`; (0, states, None) when there is none. `states` gives shapes and padding.
-    The `extra` saved with it is left in `self.extra`."""
+  def restore(self, states, names):
+    """(step, states, extra) from the latest checkpoint holding every member of `names`;
+    (0, states, None) when there is none. `states` gives shapes and padding."""
     if not os.path.isdir(self.directory):
       return 0, states, None
     step = self.manager().latest_step()
@@ -64,7 +55,7 @@ class GroupCheckpoints:
       return 0, states, None
     meta = self.manager().restore(step, args=ocp.args.Composite(
         meta=ocp.args.JsonRestore()))['meta']
-    saved, self.extra = meta['names'], meta.get('extra')
+    saved = meta['names']
     if not set(names) <= set(saved):
       log.warning('checkpoint in %s is of other runs: starting afresh', self.directory)
       return 0, states, None
@@ -75,12 +66,4 @@ class GroupCheckpoints:
     rows = [saved.index(n) for n in names]
     rows += [rows[0]] * (jax.tree.leaves(states)[0].shape[0] - len(rows))
     states = jax.tree.map(lambda x: x[np.array(rows)], restored)
-    snapshots = None
-    if all(os.path.exists(p) for p in snapshot_paths[:num_real]):
-      snapshots = []
-      for path in snapshot_paths[:num_real]:
-        with np.load(path) as f:
-          keep = f['steps'] <= step
-          snapshots.append(list(zip(f['steps'][keep].tolist(), f['features'][keep],
-                                    f['centers'][keep])))
-    return int(step), states, snapshots
+    return int(step), states, meta.get('extra')

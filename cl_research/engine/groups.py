@@ -16,7 +16,8 @@ import jax.numpy as jnp
 from cl_research.data import device_batches as batches
 from cl_research import data as datasets
 from cl_research.platform import kernels as kernels_lib
-from cl_research.core.models import lenets as models
+from cl_research import errors
+from cl_research.core import models
 from cl_research.platform import sharding
 from cl_research.core import step as train
 GROUP_STRATEGIES = ('auto', 'vmap', 'map', 'unroll')  # `parallel.group_strategy`
@@ -144,3 +145,9 @@ def stack(trees):
 def member(tree, i):
   """Member `i` of a stacked pytree."""
   return jax.tree.map(lambda x: x[i], tree)
+
+
+def validate(parallel_config):
+  """Raises ConfigError where `parallel.group_strategy` is not a choice."""
+  errors.check_choice(parallel_config.group_strategy, 'parallel.group_strategy',
+                      GROUP_STRATEGIES)

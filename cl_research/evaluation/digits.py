@@ -6,8 +6,9 @@ import numpy as np
 from cl_research.evaluation import clustering as metrics
 from cl_research.evaluation import openset
 from cl_research.evaluation import verification
-def evaluate(trainer, state, dataset, eval_config):
-  """Final features of both splits and every metric computed from them.
+def evaluate(features_and_logits, state, dataset, eval_config):
+  """Final features of both splits and every metric computed from them;
+  `features_and_logits(images)` runs the trained model over a split.
 
   With held-out classes, accuracy, k-NN and clustering use the classes seen in training
   and verification pairs come only from the held-out ones (open-set).
@@ -16,8 +17,7 @@ def evaluate(trainer, state, dataset, eval_config):
   features, logits = {'centers': np.asarray(state.centers)}, {}
   for split in ('train', 'test'):
     images = getattr(dataset, f'{split}_images')
-    features[f'{split}_features'], logits[split] = trainer.features_and_logits(state.params,
-                                                                              images)
+    features[f'{split}_features'], logits[split] = features_and_logits(images)
     features[f'{split}_labels'] = getattr(dataset, f'{split}_labels')
   if not all(np.isfinite(features[k]).all()
              for k in ('train_features', 'test_features', 'centers')):

@@ -18,14 +18,15 @@ from ml_collections import config_flags
 import cl_research
 from cl_research import configs
 from cl_research import data
+from cl_research.engine import checks
 from cl_research.engine import experiment
+from cl_research.engine import tasks
 from cl_research.data import faces
 from cl_research import files
 from cl_research.platform import kernels
 from cl_research.platform import local_processes
 from cl_research import outputs
 from cl_research.platform import runtime
-from cl_research.launch import validation
 EXPERIMENTS_DIRS = (os.path.join(os.getcwd(), 'experiments'),
                     str(files.PACKAGE_ROOT / 'experiments'))
 
@@ -181,10 +182,9 @@ def main(argv=None):
   runtime.enable_compilation_cache()
   try:
     config, workdir, new_workdir = parse(argv)
-    validation.validate(config)
+    checks.validate(config)
     workdir = outputs.resolve_workdir(config, workdir, new_workdir)
-    dataset = None if config.data.name == 'faces' else data.load(config.data)
-    results = experiment.train_and_evaluate(config, workdir, dataset=dataset)
+    results = experiment.train_and_evaluate(config, workdir)
   except (UsageError, configs.ConfigError, data.DataError, faces.FaceDataError,
           kernels.Unavailable) as e:
     print(f'error: {e}', file=sys.stderr)
@@ -193,9 +193,9 @@ def main(argv=None):
     print(f'error: {e}; finished runs are kept and the same command trains the rest',
           file=sys.stderr)
     return 1
-  print(outputs.format_table(results))
-  made = 'verification.png' if config.data.name == 'faces' else 'grid.png'
-  print(f'outputs: {os.path.abspath(workdir)} (summary.csv, {made}, runs/)')
+  task = tasks.TASKS[config.task]
+  print(outputs.format_table(results, task.table_columns(results)))
+  print(f'outputs: {os.path.abspath(workdir)} (summary.csv, {task.outputs_made}, runs/)')
   return 0
 
 

@@ -227,16 +227,13 @@ def write_grids(workdir, config, dataset, results, features_by_name):
   return paths
 
 
-def format_table(results):
-  """The summary printed at the end of a command: one line per run."""
+def format_table(results, columns):
+  """The summary printed at the end of a command: one line per run, the swept values
+  that vary and the task's `columns`."""
   cols = ['lam', 'alpha', 'feature_size', 'seed']
   cols += [c for c in ('head', 'regularizer', 'scale', 'margin')
            if any(r.get(c) not in (None, sweeps.DEFAULT_LOSS.get(c)) for r in results)]
-  if results and 'test_accuracy' not in results[0]:  # face runs: their packs' numbers
-    cols += ['status'] + sorted({k for r in results for k in r if k.endswith('_accuracy')
-                                 and k != 'train_accuracy'}) + ['images_per_s', 'wall_s']
-  else:
-    cols += ['status', 'test_accuracy', 'test_intra_inter', 'wall_s']
+  cols += list(columns)
   head = ' '.join(f'{c:>16}' for c in cols)
   rows = [' '.join(f'{r.get(c):>16.4g}' if isinstance(r.get(c), float) else
                    f'{r.get(c)!s:>16}' for c in cols) for r in results]

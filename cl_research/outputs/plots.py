@@ -83,8 +83,8 @@ def enlarge_markers(legend):
 
 def save(fig, path, title=None, dpi=110, bbox_inches=None):
   """Adds the figure title (wrapped to the figure's width), lays out, writes the PNG and
-  frees the figure. `bbox_inches='tight'` keeps a legend outside the axes (and draws the
-  figure twice: about 0.1 s)."""
+  frees the figure. `bbox_inches='tight'` keeps a legend outside the axes (at the cost of
+  drawing the figure twice)."""
   if title:
     chars = max(40, int(fig.get_figwidth() * 13))  # about 13 characters per inch at 10 pt
     fig.suptitle(wrap(title, chars), fontsize=10)

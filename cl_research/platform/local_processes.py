@@ -1,9 +1,9 @@
 """Pinned local processes: on one CPU host, a sweep's groups dealt over fresh Pythons,
 each pinned to its own cores.
 
-Why: one quarter-width LeNets++ run does not keep two cores busy, and two processes
-pinned one per core train the default sweep 1.37x as fast as one process
-(docs/performance.md, "Pinned local processes"). Fresh interpreters, not fork, so no
+Why: one quarter-width LeNets++ run does not keep two cores busy, so two processes
+pinned one per core train a sweep faster than one process (docs/performance.md,
+"Pinned local processes"). Fresh interpreters, not fork, so no
 process inherits the parent's jax threads; the pinning comes before jax, oneDNN and
 OpenMP size their thread pools from the cores they see.
 """

@@ -8,9 +8,10 @@ per sweep (before anything is written) and recorded in `metadata.json`.
 | parallel.steps_per_call     | 1                             | 0 (a rolled scan a chunk)|
 | parallel.local_processes    | one per core (<= groups)      | 1                        |
 
-The CPU column is measured on 2 cores (docs/performance.md): XLA:CPU runs a step inside a
-loop 3-10x slower, one oneDNN LeNets++ already fills both cores so groups gain nothing,
-and a quarter-width run does not, which pinned processes use.
+Why the CPU column (measurements in docs/performance.md): XLA:CPU runs a step inside a
+compiled loop slower than one step per call, one oneDNN LeNets++ already fills both
+cores so groups gain nothing, and a quarter-width run does not, which pinned processes
+use.
 """
 
 import dataclasses
@@ -82,8 +83,8 @@ def resolve(config):
 def enable_compilation_cache():
   """Keeps every compiled XLA program in `<cache_dir>/xla` (jax's persistent compilation
   cache), so processes that compile the same program (a sweep's pinned processes, a
-  rerun, the tests' command-line runs) load it instead: a `:smoke` run takes 26 s
-  instead of 43 s on 2 cores. The programs are the same, so are the numbers.
+  rerun, the tests' command-line runs) load it instead of compiling again
+  (docs/performance.md, "Compiled programs kept on disk"). The programs are the same, so are the numbers.
   `CL_RESEARCH_XLA_CACHE=0` turns it off. Returns the folder, or '' when off."""
   if os.environ.get('CL_RESEARCH_XLA_CACHE', '1') == '0':
     return ''

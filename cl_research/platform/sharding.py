@@ -13,6 +13,7 @@ import os
 
 import jax
 import numpy as np
+from cl_research import errors
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
@@ -137,3 +138,26 @@ def put_batch(batch, mesh):
     return jax.device_put(batch)
   spec = NamedSharding(mesh, P('batch'))
   return jax.tree.map(lambda x: jax.make_array_from_process_local_data(spec, x), batch)
+
+
+def validate(parallel_config):
+  """Raises ConfigError where `config.parallel`'s device and process fields cannot work."""
+  p = parallel_config
+  errors.check_choice(p.shard, 'parallel.shard', SHARD_MODES)
+  for name in ('max_group_size', 'num_devices', 'num_processes', 'steps_per_call',
+               'local_processes'):
+    errors.check(p[name] >= 0, f'parallel.{name}={p[name]!r} must be >= 0 (0: no limit / '
+                 'all / from the environment)')
+
+
+def validate_classifier_shard(parallel_config, batch_size):
+  """Raises ConfigError where `parallel.classifier_shard` does not divide the devices or
+  the batch does not split over the data-parallel ones."""
+  shard = parallel_config.classifier_shard
+  devices = parallel_config.num_devices or jax.local_device_count()
+  errors.check(isinstance(shard, int) and shard >= 1 and devices % shard == 0,
+               f'parallel.classifier_shard={shard!r} must be >= 1 and divide the {devices} '
+               'devices')
+  errors.check(batch_size % (devices // shard) == 0,
+               f'batch_size={batch_size} does not split over {devices // shard} data-'
+               'parallel devices')

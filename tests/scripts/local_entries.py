@@ -17,7 +17,7 @@ def second_fails(payload_path, index, cores):
 
 def record_cores(payload_path, index, cores):
   """Writes the cores this process was given and the ones it runs on."""
-  from cl_research import local_processes  # pylint: disable=import-outside-toplevel
+  from cl_research.platform import local_processes  # pylint: disable=import-outside-toplevel
   out_dir = local_processes.read_payload(payload_path)
   with open(os.path.join(out_dir, f'{index}.json'), 'w') as f:
     json.dump({'cores': cores, 'affinity': sorted(os.sched_getaffinity(0)),

@@ -39,9 +39,8 @@ def max_pool_2x2(x_BxHxWxC):
   `nn.max_pool` without padding (Caffe would round up: 7x7 -> 4x4, here 3x3).
 
   Same values and the same gradient (to the first maximum of a window, in row-major
-  order) as `nn.max_pool`, whose gradient XLA:CPU computes with select-and-scatter,
-  which cost about 55 ms of a 430 ms paper-width step at batch 128 (measured by
-  swapping in a reshape-and-max pool).
+  order) as `nn.max_pool`, whose gradient XLA:CPU computes with select-and-scatter, a
+  large share of a paper-width CPU step (docs/performance.md, "Why the CPU path calls oneDNN itself").
   """
   _, h, w, _ = x_BxHxWxC.shape
   x = x_BxHxWxC[:, :h // 2 * 2, :w // 2 * 2]
@@ -119,15 +118,3 @@ def _seed_cnn(model_config, **kwargs):
 
 
 MODELS = {'lenets_pp': _lenets_pp, 'seed_cnn': _seed_cnn}  # `model.name` -> builder
-
-
-def get_model(model_config, feature_size, num_classes, kernels=kernels_lib.XLA,
-              classifier_bias=None):
-  """The model named by `model_config.name` (a name `validation.validate` accepted). The
-  classifier has a bias per `model_config.classifier_bias` unless `classifier_bias`
-  says otherwise (the angular heads have none)."""
-  if classifier_bias is None:
-    classifier_bias = model_config.classifier_bias
-  return MODELS[model_config.name](model_config, feature_size=feature_size,
-                                   num_classes=num_classes, classifier_bias=classifier_bias,
-                                   kernels=kernels, dtype=jnp.dtype(model_config.dtype))

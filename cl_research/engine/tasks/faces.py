@@ -1,17 +1,15 @@
-"""`train_and_evaluate` for faces: streamed batches, a face backbone, the face protocols.
+"""The faces task: identities streamed from disk, a face backbone, the face protocols.
 
-A config with `data.name = 'faces'` (`experiments/face.py`) runs here: each point of its
-sweep trains alone, with batches from the Grain pipeline (`cl_research.data.stream`) over a
-face source (`cl_research.data.faces`), through the same pure `train.train_step` as the
-MNIST sweeps (BatchNorm statistics in `TrainState.batch_stats`). Every
+A config with `task = 'faces'` (`experiments/face.py`) runs here: each point of its
+sweep trains alone, with batches from the Grain pipeline (`cl_research.data.stream`) over
+a face source (`cl_research.data.faces`), through the same pure `step.train_step` as
+the digits (BatchNorm statistics in `TrainState.batch_stats`). Every
 `eval.face_every` steps (and at step 0 and the end) the validation packs are embedded,
 with their mirror images joined per `eval.flip`, and scored by `eval.protocol`
-(`verification.face_pack_metrics`). Outputs as for every experiment: config.json,
-metadata.json, summary.csv (with several seeds summary_by_setting.csv and
-comparisons.csv), runs/<name>/{metrics.jsonl, result.json}, and verification.png
-(accuracy over steps). With `checkpoint_every`, the state and the
-pipeline's iterator state are checkpointed together, so a resumed run sees the same
-batches.
+(`verification.face_pack_metrics`). The pipeline's iterator state is checkpointed with
+the train state, so a resumed run sees the same batches. The sweep writes summary.csv
+(with several seeds summary_by_setting.csv and comparisons.csv) and verification.png
+(accuracy over steps).
 """
 
 import functools
@@ -21,27 +19,21 @@ import time
 
 import jax
 import numpy as np
-import tqdm
 
-from cl_research.core.models import backbones
-from cl_research.engine import checkpoints
-from cl_research.data import faces
-from cl_research import files
-from cl_research.engine import groups
 from cl_research import outputs
-from cl_research.data import stream as pipeline
-from cl_research.outputs import plots
-from cl_research.outputs import provenance
-from cl_research.platform import runtime as runtime_lib
-from cl_research.platform import sharding
 from cl_research.configs import sweeps
-from cl_research.core import step as train
-from cl_research.evaluation import verification
+from cl_research.core import step as step_lib
+from cl_research.core import models
+from cl_research.data import faces
+from cl_research.data import stream
 from cl_research.data.faces import synthetic
+from cl_research.engine import groups
+from cl_research.evaluation import verification
+from cl_research.outputs import plots
+from cl_research.platform import sharding
 
 log = logging.getLogger(__name__)
 
-FACE_SOURCES = ('synthetic', 'rec', 'folder', 'tfds')  # data.face_source
 SUMMARY_COLUMNS = ('name', 'status', 'diverged_step', 'diverged_quantity', 'head',
                    'regularizer', 'lam', 'alpha', 'scale', 'margin', 'feature_size', 'seed',
                    'model', 'dtype', 'data_detail', 'num_train', 'num_classes', 'num_steps')
@@ -102,7 +94,7 @@ def val_dir(data_config):
 def load_val_sets(config):
   """[(name, images_2NxHxWx3 uint8, issame_N)] of `data.val_targets` (`<name>.bin` in
   `data.val_dir`, default the pack's folder) and of LFW's `pairs.txt` if given."""
-  size = backbones.INPUT_SIZE[config.model.name]
+  size = models.input_size(config.model)
   sets = [(name, *faces.load_bin(os.path.join(val_dir(config.data), f'{name}.bin'), size))
           for name in config.data.val_targets]
   if config.data.lfw_pairs:
@@ -118,8 +110,8 @@ def load_val_sets(config):
 def embed(predict_fn, state, images, flip, batch_size):
   """Embeddings of uint8 images (and of their mirror images, joined per `flip`)."""
   def run(uint8_images):
-    features, _ = train.in_batches(
-        lambda x: predict_fn(state.params, pipeline.normalize(x), state.batch_stats),
+    features, _ = step_lib.in_batches(
+        lambda x: predict_fn(state.params, stream.normalize(x), state.batch_stats),
         uint8_images, batch_size)
     return features.astype(np.float64)
   own = run(images)
@@ -138,92 +130,6 @@ def evaluate(predict_fn, state, val_sets, config):
   return out
 
 
-def train_run(config, workdir, point, source, detail, val_sets, mesh, metadata, progress):
-  """Trains one point of the sweep (resuming from its checkpoint) and writes its files."""
-  start = time.perf_counter()
-  name = sweeps.run_name(point)
-  paths = outputs.run_paths(workdir, name).create()
-  size = backbones.INPUT_SIZE[config.model.name]
-  head, regularizer = point['head'], point['regularizer']
-  model = backbones.get_backbone(config.model, point['feature_size'], source.num_classes,
-                                 config.model.classifier_bias and head == 'softmax')
-  setup = train.make_setup(config, model, head, regularizer)
-  # one compiled program: op by op, a BatchNorm network's init takes 20 s on a CPU
-  init = functools.partial(train.init_state, setup, size + (3,), source.num_classes,
-                           point['feature_size'], config.centers.init_scale, point['seed'])
-  state = jax.jit(init)()
-  hparams = train.hparams(config, point['lam'], point['alpha'], scale=point['scale'],
-                          margin=point['margin'])
-  ckpt = checkpoints.GroupCheckpoints(outputs.checkpoint_dir(workdir, name))
-  step, states, _ = ckpt.restore(groups.stack([state]), [name], [], 1)
-  state = groups.member(states, 0)
-  batches = pipeline.iterator(
-      pipeline.dataset(source, config.batch_size, point['seed'], size, config.data.flip),
-      workers=config.data.workers)
-  if step:
-    batches.set_state(ckpt.extra)
-    log.info('%s: resumed at step %d', name, step)
-  shardings = sharding.face_state_shardings(state, mesh)
-  if shardings:
-    state = jax.device_put(state, shardings)
-  step_fn = jax.jit(functools.partial(train.train_step, setup), donate_argnums=0,
-                    out_shardings=None if mesh is None else (shardings, None))
-  predict_fn = jax.jit(functools.partial(train.predict, model, head))
-  run_log = outputs.RunLog(paths.metrics, step)
-  if step == 0 and config.eval.face_every:
-    run_log.write(0, evaluate(predict_fn, state, val_sets, config))
-  scores = {}  # the validation numbers at `step`, once measured
-  progress.update(step)
-  timed_images, timed_s = 0, 0.0
-  while step < config.num_steps:
-    tick = time.perf_counter()  # images/s counts the wait for the input batch too
-    batch = sharding.put_batch(next(batches), mesh)
-    state, aux = step_fn(state, batch, hparams)
-    step += 1
-    record = {}
-    if train.is_due(step, config.log_every, config.num_steps):
-      record.update({k: float(v) for k, v in jax.device_get(aux).items()})
-    if step > 1:  # the first step compiles
-      jax.block_until_ready(state.step)
-      timed_images, timed_s = timed_images + config.batch_size, timed_s + (
-          time.perf_counter() - tick)
-    scores = {}
-    if train.is_due(step, config.eval.face_every, config.num_steps):
-      scores = evaluate(predict_fn, state, val_sets, config)
-      record.update(scores)
-    if record:
-      run_log.write(step, record)
-    progress.update(1)
-    if int(state.diverged_at):
-      break
-    if train.is_due(step, config.checkpoint_every, config.num_steps):
-      ckpt.save(step, groups.stack([state]), [name], 1, None, [], extra=batches.get_state())
-  if hasattr(batches, 'close'):
-    batches.close()
-  run_log.close()
-  diverged_at = int(state.diverged_at)
-  if diverged_at:
-    final = {}
-  else:
-    final = scores or evaluate(predict_fn, state, val_sets, config)
-  last = run_log.last
-  result = {
-      'name': name, **point, 'status': 'diverged' if diverged_at else 'complete',
-      'diverged_step': diverged_at or None,
-      'diverged_quantity': train.diverged_quantity(state.diverged_code) or None,
-      'model': describe_model(config), 'dtype': config.model.dtype, 'data_detail': detail,
-      'num_train': len(source), 'num_classes': source.num_classes,
-      'num_steps': config.num_steps, 'protocol': config.eval.protocol,
-      'flip': config.eval.flip, **final,
-      'train_accuracy': last.get('accuracy'), 'final_loss': last.get('loss'),
-      'final_softmax_loss': last.get('softmax_loss'),
-      'final_regularizer_loss': last.get('regularizer_loss'),
-      'images_per_s': round(timed_images / timed_s, 1) if timed_s else None,
-      'wall_s': round(time.perf_counter() - start, 2), 'metadata': metadata}
-  files.write_json(paths.result, result)
-  return result
-
-
 def describe_model(config):
   """'iresnet50', 'iresnet18 x0.125', 'face_resnet'."""
   m = config.model
@@ -231,43 +137,166 @@ def describe_model(config):
   return name + (f' x{m.width:g}' if m.width != 1 else '')
 
 
-def train_and_evaluate(config, workdir):
-  """Every point of `config.sweep` on faces; the results (one dict per run). Raises
-  FaceDataError or ConfigError before writing anything."""
-  source, detail = open_source(config.data)
-  shard = config.parallel.classifier_shard
-  if source.num_classes % shard:
-    raise faces.FaceDataError(f'{detail}: {source.num_classes} identities do not split '
-                              f'over parallel.classifier_shard={shard} devices')
-  val_sets = load_val_sets(config)
-  runtime = runtime_lib.resolve(config)
-  mesh = sharding.face_mesh(config.parallel)
-  points = sweeps.expand_runs(config)
-  outputs.prepare_workdir(config, workdir)
-  metadata = provenance.metadata(config, {
-      'name': 'faces', 'source': config.data.face_source, 'detail': detail,
-      'num_train': len(source), 'num_classes': source.num_classes,
-      'validation': {n: int(len(s)) for n, _, s in val_sets}}, runtime)
-  files.write_json(outputs.workdir_file(workdir, 'metadata.json'), metadata)
-  results = []
-  with tqdm.tqdm(total=len(points) * config.num_steps, unit='step', mininterval=1.0,
-                 dynamic_ncols=True) as progress:
-    for point in points:
-      paths = outputs.run_paths(workdir, sweeps.run_name(point))
-      done = outputs.finished_result(paths)
-      if done is None:
-        progress.set_description(sweeps.describe_point(point))
-        done = train_run(config, workdir, point, source, detail, val_sets, mesh, metadata,
-                         progress)
-      else:
-        progress.update(config.num_steps)
-      results.append(done)
-  metric_columns = sorted({k for r in results for k in r
-                           if any(k.startswith(f'{n}_') for n, _, _ in val_sets)})
-  outputs.write_csv(outputs.workdir_file(workdir, 'summary.csv'),
-                    SUMMARY_COLUMNS + tuple(metric_columns) + TAIL_COLUMNS, results)
-  outputs.write_seed_statistics(workdir, config, results,
-                                tuple(metric_columns) + TAIL_COLUMNS)
-  plots.plot_face_verification(workdir, results, [n for n, _, _ in val_sets],
-                               outputs.workdir_file(workdir, 'verification.png'))
-  return results
+class FacesTask:
+  """Sweeps over a face source: one run per group, streamed batches."""
+
+  outputs_made = 'verification.png'
+  result_metrics = ()  # the packs' metrics are named after the packs: `<pack>_<metric>`
+
+  def __init__(self, config, dataset=None):
+    del dataset  # faces stream from `data.face_source`
+    self.config = config
+    self.source = self.detail = self.val_sets = self.mesh = self.runtime = None
+
+  @staticmethod
+  def validate(config, points):
+    """Raises ConfigError where the face sections (data, model, eval, classifier
+    sharding) cannot serve the sweep."""
+    del points
+    faces.validate(config.data)
+    models.validate(config.model, models.FACE_MODELS)
+    verification.validate_face_eval(config.eval)
+    sharding.validate_classifier_shard(config.parallel, config.batch_size)
+
+  def prepare(self, runtime, points):
+    """Opens the source and the validation packs; raises FaceDataError before anything
+    is written."""
+    del points
+    self.runtime = runtime
+    self.source, self.detail = open_source(self.config.data)
+    shard = self.config.parallel.classifier_shard
+    if self.source.num_classes % shard:
+      raise faces.FaceDataError(f'{self.detail}: {self.source.num_classes} identities do not '
+                                f'split over parallel.classifier_shard={shard} devices')
+    self.val_sets = load_val_sets(self.config)
+    self.mesh = sharding.face_mesh(self.config.parallel)
+
+  def data_record(self):
+    return {'name': 'faces', 'source': self.config.data.face_source, 'detail': self.detail,
+            'num_train': len(self.source), 'num_classes': self.source.num_classes,
+            'validation': {n: int(len(s)) for n, _, s in self.val_sets}}
+
+  def group_points(self, points):
+    return [[p] for p in points]
+
+  def for_groups(self, runtime):
+    self.runtime = runtime
+
+  def start(self, group, paths):
+    (point,) = group
+    return FaceRun(self, point)
+
+  def describe_run(self, point):
+    del point
+    return {'model': describe_model(self.config), 'data_detail': self.detail,
+            'num_train': len(self.source), 'num_classes': self.source.num_classes,
+            'protocol': self.config.eval.protocol, 'flip': self.config.eval.flip}
+
+  def metric_columns(self, results):
+    packs = [n for n, _, _ in self.val_sets]
+    return tuple(sorted({k for r in results for k in r
+                         if any(k.startswith(f'{n}_') for n in packs)})) + TAIL_COLUMNS
+
+  def write_summary(self, workdir, points, results):
+    del points
+    metrics = self.metric_columns(results)
+    outputs.write_csv(outputs.workdir_file(workdir, 'summary.csv'),
+                      SUMMARY_COLUMNS + metrics, results)
+    outputs.write_seed_statistics(workdir, self.config, results, metrics)
+    plots.plot_face_verification(workdir, results, [n for n, _, _ in self.val_sets],
+                                 outputs.workdir_file(workdir, 'verification.png'))
+
+  @staticmethod
+  def table_columns(results):
+    return ['status'] + sorted({k for r in results for k in r if k.endswith('_accuracy')
+                                and k != 'train_accuracy'}) + ['images_per_s', 'wall_s']
+
+
+class FaceRun:
+  """One face run in training (a group of one): its state, the pipeline's iterator,
+  the compiled step and embedding function, the images/s timing."""
+
+  def __init__(self, task, point):
+    config = self.config = task.config
+    self.task, self.point = task, point
+    self.checkpoint_name = sweeps.run_name(point)
+    self.cadences = (config.eval.face_every,)
+    size = models.input_size(config.model)
+    head, regularizer = point['head'], point['regularizer']
+    num_classes = task.source.num_classes
+    model = models.get_model(config.model, point['feature_size'], num_classes,
+                              classifier_bias=config.model.classifier_bias and head == 'softmax')
+    setup = step_lib.make_setup(config, model, head, regularizer)
+    # one compiled program: op by op, a BatchNorm network's initialisation is slow
+    init = functools.partial(step_lib.init_state, setup, size + (3,), num_classes,
+                             point['feature_size'], config.centers.init_scale, point['seed'])
+    self.states = groups.stack([jax.jit(init)()])
+    self.hparams = step_lib.hparams(config, point['lam'], point['alpha'],
+                                    scale=point['scale'], margin=point['margin'])
+    self.batches = stream.iterator(
+        stream.dataset(task.source, config.batch_size, point['seed'], size, config.data.flip),
+        workers=config.data.workers)
+    self.shardings = sharding.face_state_shardings(groups.member(self.states, 0), task.mesh)
+    self.step_fn = jax.jit(functools.partial(step_lib.train_step, setup), donate_argnums=0,
+                           out_shardings=None if task.mesh is None else (self.shardings, None))
+    self.predict_fn = jax.jit(functools.partial(step_lib.predict, model, head))
+    self.scores = {}  # the validation numbers at the last chunk's end, once measured
+    self.timed_images, self.timed_s = 0, 0.0
+
+  def resume(self, step, extra):
+    if step:
+      self.batches.set_state(extra)
+
+  def _evaluate(self, states):
+    return evaluate(self.predict_fn, groups.member(states, 0), self.task.val_sets,
+                    self.config)
+
+  def begin(self, states, step):
+    return [self._evaluate(states) if step == 0 and self.config.eval.face_every else {}]
+
+  def advance(self, states, step, num_steps):
+    state = groups.member(states, 0)
+    if self.shardings:
+      state = jax.device_put(state, self.shardings)
+    auxes = []
+    for t in range(num_steps):
+      tick = time.perf_counter()  # images/s counts the wait for the input batch too
+      batch = sharding.put_batch(next(self.batches), self.task.mesh)
+      state, aux = self.step_fn(state, batch, self.hparams)
+      auxes.append(jax.device_get(aux))
+      if step + t + 1 > 1:  # the first step compiles
+        jax.block_until_ready(state.step)
+        self.timed_images += self.config.batch_size
+        self.timed_s += time.perf_counter() - tick
+    aux = {k: np.array([[a[k]] for a in auxes]) for k in auxes[0]}
+    return groups.stack([state]), aux
+
+  def observe(self, states, step):
+    due = step_lib.is_due(step, self.config.eval.face_every, self.config.num_steps)
+    self.scores = self._evaluate(states) if due else {}
+    return [self.scores]
+
+  def checkpoint_extra(self):
+    return self.batches.get_state()
+
+  def close(self):
+    if hasattr(self.batches, 'close'):
+      self.batches.close()
+
+  def evaluate(self, i, state, diverged):
+    del i
+    if diverged:
+      return {}, None
+    return self.scores or evaluate(self.predict_fn, state, self.task.val_sets,
+                                   self.config), None
+
+  def training_record(self, i, state, last, diverged):
+    del i, state, diverged
+    return {'train_accuracy': last.get('accuracy'),
+            'images_per_s': (round(self.timed_images / self.timed_s, 1) if self.timed_s
+                             else None)}
+
+  def write_files(self, i, point, result, artifacts, paths):
+    del i, point, result, artifacts, paths  # a face run's files are its log and result
+
+

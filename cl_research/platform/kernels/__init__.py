@@ -16,6 +16,7 @@ from typing import Callable
 
 
 
+from cl_research import errors
 from cl_research.core import kernels as seam
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,12 @@ def resolve(choice, backend, dtype='float32'):
   if reason:
     if choice == 'onednn':
       raise Unavailable(f"model.kernels='onednn': {reason}")
-    log.warning("oneDNN kernels unavailable, using XLA's (about 2x slower on CPU, same "
-                'results): %s', reason)
+    log.warning("oneDNN kernels unavailable, using XLA's (slower on CPU, same "
+                'results; docs/performance.md): %s', reason)
     return 'xla', f'oneDNN unavailable: {reason}'
   return 'onednn', 'oneDNN on CPU'
+
+
+def validate(model_config):
+  """Raises ConfigError where `model.kernels` is not a choice."""
+  errors.check_choice(model_config.kernels, 'model.kernels', CHOICES)

@@ -1,9 +1,8 @@
 """LeNets++'s convolution and PReLU on CPU through oneDNN, as XLA FFI calls.
 
-Why not XLA's: XLA:CPU runs LeNets++'s 5x5 convolutions on one core, at about 3/4 of
-oneDNN's per-core speed, and PReLU's backward on one core, so a training step was about
-2x slower than PyTorch's (PyTorch uses oneDNN); no flag of the pip jaxlib changes that
-(docs/performance.md). `csrc/onednn_kernels.cc` holds the FFI handlers, which this
+Why not XLA's: XLA:CPU runs LeNets++'s 5x5 convolutions and PReLU's backward on one
+core, below oneDNN's per-core speed, and no flag of the pip jaxlib changes that; the
+measurements against XLA and PyTorch are in docs/performance.md. `csrc/onednn_kernels.cc` holds the FFI handlers, which this
 module compiles on first use with the system's C++ compiler against the
 `onednn-cpu-gomp` and `onednn-devel-cpu-gomp` wheels, caches, and wraps in
 `jax.custom_vjp`s. Results equal XLA's to float32 rounding (tests/test_onednn.py).
