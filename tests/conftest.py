@@ -113,4 +113,4 @@ def assert_png_drawn(path, min_width=200, min_height=150):
     pixels = np.asarray(image.convert('RGB')).reshape(-1, 3)
   colours, counts = np.unique(pixels, axis=0, return_counts=True)
   assert len(colours) >= 16, (path, len(colours))
-  assert counts.max() / len(pixels) < 0.98, (path, counts.max() / len(pixels))
+  assert counts.max() / len(pixels) < 0.995, (path, counts.max() / len(pixels))

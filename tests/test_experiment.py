@@ -20,4 +20,4 @@ def test_a_diverging_run_is_marked_and_the_sweep_carries_on(tmp_path):
   assert rows[1e9]['status'] == 'diverged' and rows[1e9]['test_accuracy'] == ''
   saved = json.loads((tmp_path / 'runs' / by_lam[1e9]['name'] / 'result.json').read_text())
   assert saved['status'] == 'diverged'
-  assert_png_drawn(tmp_path / 'grid.png', 800, 600)
+  assert_png_drawn(tmp_path / 'grid.png', 400, 250)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cl_research.core import kernels as seam
 from cl_research.platform import kernels
 from cl_research.core.models import lenets as models
 from cl_research.platform.kernels import onednn
@@ -80,7 +81,7 @@ def test_vmapped_members_equal_solo():
 @needs_onednn
 def test_lenets_onednn_equals_xla():
   images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (6, 28, 28, 1)), jnp.uint8)
-  ref = models.LeNetsPP(channels=(4, 8, 8), feature_prelu=True, kernels=kernels.XLA)
+  ref = models.LeNetsPP(channels=(4, 8, 8), feature_prelu=True, kernels=seam.XLA)
   params = ref.init(jax.random.key(0), images)
 
   def grads(model):
@@ -99,10 +100,10 @@ def test_onednn_prelu_matches_xla_value_and_gradients(shape):
 
   def loss(fn):
     return lambda x, s: jnp.sum(fn(x, s) * cotangent)
-  np.testing.assert_allclose(jax.jit(onednn.onednn_prelu)(x, slope), kernels.xla_prelu(x, slope),
+  np.testing.assert_allclose(jax.jit(onednn.onednn_prelu)(x, slope), seam.xla_prelu(x, slope),
                              rtol=1e-6)
   got = jax.jit(jax.grad(loss(onednn.onednn_prelu), (0, 1)))(x, slope)
-  for g, w in zip(got, jax.grad(loss(kernels.xla_prelu), (0, 1))(x, slope)):
+  for g, w in zip(got, jax.grad(loss(seam.xla_prelu), (0, 1))(x, slope)):
     np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5)
 
 

@@ -1,0 +1,190 @@
+"""Evaluators named in `config.evals`, in big_vision's style.
+
+Each entry of `config.evals` is `NAME: {type: TYPE, ...settings}`, TYPE one of
+`EVALUATORS`. An evaluator declares the metric keys it writes (`keys`), checks its
+settings (`validate`, one `ConfigError` naming the field) and computes its numbers.
+The summary's metric columns are the union of the keys of a config's evaluators
+(`metric_keys`), defined here once.
+
+The digits evaluators score a finished run's features (`FinishedFeatures`):
+  clustering  accuracy, intra/inter (also of the directions), k-NN accuracy, silhouette
+  pairs       LFW-style verification pairs from the test split (held-out classes only
+              where there are some), cosine and Euclidean
+  openset     open-set identification of held-out classes (runs without held-out
+              classes have none)
+The faces task scores validation packs during training:
+  face_pairs  insightface's or ECCV16's protocol on each pack, every `every` steps;
+              its keys are `<pack>_<metric>`, named after the packs.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from cl_research import errors
+from cl_research.evaluation import clustering
+from cl_research.evaluation import openset
+from cl_research.evaluation import verification
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishedFeatures:
+  """A finished digits run's features: both splits, their labels and logits; the classes
+  held out of its training (open set)."""
+  train_features: np.ndarray
+  train_labels: np.ndarray
+  train_logits: np.ndarray
+  test_features: np.ndarray
+  test_labels: np.ndarray
+  test_logits: np.ndarray
+  num_classes: int
+  holdout_classes: tuple
+
+  @property
+  def seen(self):
+    """The test examples of classes seen in training."""
+    return ~np.isin(self.test_labels, self.holdout_classes)
+
+
+class Clustering:
+  """Accuracy, clustering and nearest neighbours of the classes seen in training."""
+  settings = ('knn_k', 'silhouette_samples')
+
+  def keys(self, settings):
+    del settings
+    return tuple(f'{split}_{k}' for split in ('train', 'test') for k in (
+        'accuracy', 'intra', 'inter', 'intra_inter', 'angular_intra_inter')) + (
+            'test_knn_accuracy', 'test_silhouette')
+
+  def validate(self, name, settings, points):
+    del points
+    errors.check(settings.knn_k >= 1, f'evals.{name}.knn_k={settings.knn_k!r} must be >= 1')
+    errors.check(settings.silhouette_samples >= 2, f'evals.{name}.silhouette_samples='
+                 f'{settings.silhouette_samples!r} must be >= 2')
+
+  def __call__(self, settings, f):
+    result = {}
+    for split, mask in (('train', slice(None)), ('test', f.seen)):
+      feats = getattr(f, f'{split}_features')[mask]
+      labels = getattr(f, f'{split}_labels')[mask]
+      result[f'{split}_accuracy'] = clustering.accuracy(getattr(f, f'{split}_logits')[mask],
+                                                        labels)
+      for key, value in clustering.clustering(feats, labels, f.num_classes).items():
+        result[f'{split}_{key}'] = value
+      result[f'{split}_angular_intra_inter'] = clustering.clustering(
+          clustering.unit_vectors(feats), labels, f.num_classes)['intra_inter']
+    result['test_knn_accuracy'] = clustering.knn_accuracy(
+        f.train_features, f.train_labels, f.test_features[f.seen], f.test_labels[f.seen],
+        k=settings.knn_k)
+    result['test_silhouette'] = clustering.silhouette(
+        f.test_features[f.seen], f.test_labels[f.seen], settings.silhouette_samples)
+    return result
+
+
+class Pairs:
+  """Verification on `pairs` seeded pairs of the test split (0: off)."""
+  settings = ('pairs', 'seed')
+
+  def keys(self, settings):
+    del settings
+    return tuple(f'verification_{m}{suffix}' for suffix in ('', '_l2') for m in (
+        'accuracy', 'accuracy_std', 'auc', 'eer', 'tar_at_far_1e-2', 'tar_at_far_1e-3'))
+
+  def validate(self, name, settings, points):
+    n = settings.pairs
+    errors.check(n == 0 or n >= 20,
+                 f'evals.{name}.pairs={n!r} must be 0 (off) or >= 20 (10 folds)')
+    for held_out in {p['holdout'] for p in points}:
+      errors.check(len(set(held_out)) != 1 or not n,
+                   f'held-out classes {held_out!r}: one class; open-set verification pairs '
+                   f'need at least 2 held-out classes (or evals.{name}.pairs=0)')
+
+  def __call__(self, settings, f):
+    if not settings.pairs:
+      return {}
+    numbers, roc = verification.evaluate(
+        f.test_features, f.test_labels, settings.pairs, seed=settings.seed,
+        classes=f.holdout_classes or None)
+    return {**numbers, 'verification_roc': roc}
+
+
+class OpenSet:
+  """Open-set identification of the held-out classes: the mean of `enrolment_images`
+  seeded images per class is its template."""
+  settings = ('enrolment_images', 'seed')
+
+  def keys(self, settings):
+    del settings
+    return ('openset_rank1', 'openset_dir_at_far_1e-2')
+
+  def validate(self, name, settings, points):
+    del points
+    errors.check(settings.enrolment_images >= 1, f'evals.{name}.enrolment_images='
+                 f'{settings.enrolment_images!r} must be >= 1')
+
+  def __call__(self, settings, f):
+    if not f.holdout_classes:
+      return {}
+    return openset.identification(f.test_features, f.test_labels, f.holdout_classes,
+                                  k=settings.enrolment_images, seed=settings.seed)
+
+
+class FacePairs:
+  """A face protocol on each validation pack, every `every` steps (0: at the end)."""
+  settings = ('protocol', 'flip', 'num_folds', 'batch_size', 'every')
+
+  def keys(self, settings):
+    del settings
+    return ()  # `<pack>_<metric>`: the task knows its packs
+
+  def validate(self, name, settings, points):
+    del points
+    errors.check_choice(settings.flip, f'evals.{name}.flip', verification.FLIP_MODES)
+    errors.check_choice(settings.protocol, f'evals.{name}.protocol', verification.PROTOCOLS)
+    errors.check(settings.num_folds >= 2,
+                 f'evals.{name}.num_folds={settings.num_folds!r} must be >= 2')
+    errors.check(settings.every >= 0,
+                 f'evals.{name}.every={settings.every!r} must be >= 0 (0: at the end)')
+    errors.check(settings.batch_size >= 1,
+                 f'evals.{name}.batch_size={settings.batch_size!r} must be >= 1')
+
+
+EVALUATORS = {'clustering': Clustering(), 'pairs': Pairs(), 'openset': OpenSet(),
+              'face_pairs': FacePairs()}
+
+
+def entries(evals_config):
+  """[(name, evaluator, settings)] of `config.evals`, in its order."""
+  return [(name, EVALUATORS[settings.type], settings)
+          for name, settings in evals_config.items()]
+
+
+def validate(evals_config, allowed, points):
+  """Raises ConfigError where an entry names a type outside `allowed` (what the task can
+  run), misses a setting, or has one that cannot work."""
+  for name, settings in evals_config.items():
+    kind = settings.get('type')
+    errors.check(kind in allowed, f'evals.{name}.type={kind!r} is not one of '
+                 f'{", ".join(allowed)}')
+    missing = [s for s in EVALUATORS[kind].settings if s not in settings]
+    errors.check(not missing, f'evals.{name} ({kind}) has no {", ".join(missing)}')
+    EVALUATORS[kind].validate(name, settings, points)
+
+
+def metric_keys(evals_config):
+  """Every metric key the evaluators of `config.evals` write, in order."""
+  return tuple(k for _, evaluator, settings in entries(evals_config)
+               for k in evaluator.keys(settings))
+
+
+def run(evals_config, features):
+  """The numbers of every evaluator of `config.evals` on a finished run's features."""
+  result = {}
+  for _, evaluator, settings in entries(evals_config):
+    result.update(evaluator(settings, features))
+  return result
+
+
+def of_type(evals_config, kind):
+  """The settings of the first entry of type `kind`, or None."""
+  return next((s for _, _, s in entries(evals_config) if s.type == kind), None)
