@@ -39,7 +39,7 @@ MODEL = {'channels': (32, 64, 128), 'dtype': 'float32'}  # set from the command 
 
 
 def project_trainer(strategy='auto', kernels='auto', dtype=None):
-  config = configs.base_config()
+  config = configs.digits_config()
   config.model.channels = MODEL['channels']
   config.model.kernels = kernels
   config.model.dtype = dtype or MODEL['dtype']

@@ -28,7 +28,7 @@ def sweep_config(num_train, seeds, overrides):
   """The `sweep` config reduced to 2-D features, lambda 0 and 1, and `seeds`."""
   argv = ['clustering_vs_data', '--config', 'sweep', "--config.sweep.lam=(0.0, 1.0)",
           '--config.sweep.feature_size=(2,)', f'--config.sweep.seed={tuple(seeds)}',
-          '--config.eval.verification_pairs=0', f'--config.data.num_train={num_train}']
+          '--config.evals.verification.pairs=0', f'--config.data.num_train={num_train}']
   config, _, _ = run.parse(argv + overrides)
   checks.validate(config)
   return config

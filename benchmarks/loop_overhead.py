@@ -33,7 +33,7 @@ def main():
   rng = np.random.default_rng(0)
   images = rng.integers(0, 255, (4000, 28, 28, 1), dtype=np.uint8)
   labels = rng.integers(0, 10, 4000).astype(np.int32)
-  config = configs.apply_cpu(configs.base_config())
+  config = configs.apply_cpu(configs.digits_config())
   trainer = groups.Trainer(config, 2, 10, (28, 28, 1), runtime.resolve(config))
   hparams = trainer.hparams(0.1, 0.5)
   batch = {'image': images[:64], 'label': labels[:64]}

@@ -30,6 +30,7 @@ from cl_research import configs
 from cl_research import data
 from cl_research.outputs import figures
 from cl_research import outputs
+from cl_research.evaluation import evaluators
 from cl_research.configs import sweeps
 DOCS = os.path.join(REPO, 'docs')
 RUNS = os.path.join(REPO, 'runs', 'docs')
@@ -40,7 +41,7 @@ SEED_ARGS = {'fig2': [f'--config.sweep.seed={SEEDS}'],
              'fig3': [f'--config.sweep.seed={SEEDS}'],
              'fig5': [f'--config.sweep.seed={SEEDS}', '--config.sweep_extra.seed=(0,)']}
 FIGURES = tuple(SEED_ARGS)
-COMPARED = outputs.RESULT_METRICS + ('final_loss',)
+COMPARED = evaluators.metric_keys(configs.digits_config().evals) + ('final_loss',)
 
 
 def workdir(fig, dataset):
@@ -61,7 +62,7 @@ def train_all(datasets, extra_args):
 def stored_config(path):
   """The base config updated with a workdir's config.json (fields it lacks keep their
   defaults; JSON's lists become the tuples the config holds)."""
-  config = configs.base_config()
+  config = configs.digits_config()
 
   def update(node, stored):
     for key, value in stored.items():
@@ -266,7 +267,7 @@ every number and figure on it comes from the runs that command makes. The right-
 images are the published figures of Wen, Zhang, Li, Qiao, *A Discriminative Feature
 Learning Approach for Deep Face Recognition*, ECCV 2016 (copied in `docs/paper/`).
 
-Settings (`:cpu` in `experiments/fig*.py`, see `cl_research/configs.py:apply_cpu`):
+Settings (`:cpu` in `experiments/fig*.py`, see `cl_research/configs/__init__.py:apply_cpu`):
 LeNets++ at a quarter of the paper's width (8/16/32 channels), 2-D features, 900 SGD
 steps of batch 64 at lr 0.04 (momentum 0.9, weight decay 5e-4 on weights and PReLU
 slopes as the Caffe prototxt, x0.8 at 50% and 80%), gradient clipped to norm 5, paper

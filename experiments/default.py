@@ -8,13 +8,14 @@ of 128). `--config.num_steps=1000` gives a quick look.
 """
 
 from cl_research import configs
+
 SUMMARY = 'one full-width LeNets++ run, lambda 0.01, 2-D features: ~50 min on CPU'
 ARGS = {'smoke': 'seconds, a tiny net (tests)'}
 
 
 def get_config(arg=None):
   tokens = configs.parse_arg(arg, ARGS)
-  config = configs.base_config()
+  config = configs.digits_config()
   if 'smoke' in tokens:
     configs.apply_smoke(config)
   return config

@@ -29,6 +29,7 @@ docs/faces.md: the formats, what each costs, and what has been run.
 """
 
 from cl_research import configs
+
 SUMMARY = ('faces: iResNet / ECCV16 Face-ResNet, center loss vs ArcFace, face protocols; '
            'face:synthetic ~3 min on CPU, real packs need a GPU')
 ARGS = {'synthetic': 'a generated pack and validation pack (offline, CPU)',
@@ -52,7 +53,7 @@ def apply_insightface(c):
   c.optimizer.grad_clip_norm = 5.0
   c.batch_size = 128
   c.num_steps = 77_200
-  c.eval.protocol, c.eval.flip = 'insightface', 'sum'
+  c.evals.verification.protocol, c.evals.verification.flip = 'insightface', 'sum'
 
 
 def apply_eccv16(c):
@@ -64,7 +65,7 @@ def apply_eccv16(c):
   c.optimizer.lr_decay, c.optimizer.lr_decay_at = 0.1, (16 / 28, 24 / 28)
   c.batch_size = 256
   c.num_steps = 28_000
-  c.eval.protocol, c.eval.flip = 'eccv16', 'concat'
+  c.evals.verification.protocol, c.evals.verification.flip = 'eccv16', 'concat'
 
 
 def apply_synthetic(c):
@@ -83,7 +84,7 @@ def apply_synthetic(c):
   c.batch_size = 32
   c.num_steps = 100
   c.log_every = 10
-  c.eval.face_every = 25
+  c.evals.verification.every = 25
   c.data.val_targets = ('synthetic',)
 
 
@@ -103,7 +104,7 @@ def get_config(arg=None):
   elif source != 'synthetic' or 'insightface' in tokens:
     apply_insightface(c)
   if 'smoke' in tokens:
-    c.num_steps, c.log_every, c.eval.face_every, c.batch_size = 6, 3, 3, 16
+    c.num_steps, c.log_every, c.evals.verification.every, c.batch_size = 6, 3, 3, 16
     c.model.width = min(c.model.width, 1 / 16)
     c.data.synthetic_identities, c.data.synthetic_images, c.data.synthetic_pairs = 8, 8, 100
   return c

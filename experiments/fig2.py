@@ -10,6 +10,7 @@ split.
 """
 
 from cl_research import configs
+
 SUMMARY = 'ECCV16 Fig. 2, softmax-only 2-D features: ~50 min on CPU, :cpu under 1 min'
 ARGS = configs.FIGURE_ARGS
 

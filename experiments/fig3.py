@@ -11,6 +11,7 @@ Caffe solver on a 50K/10K split.
 """
 
 from cl_research import configs
+
 SUMMARY = 'ECCV16 Fig. 3, four lambdas: ~3 h 20 min on CPU, :cpu ~2 min'
 ARGS = configs.FIGURE_ARGS
 

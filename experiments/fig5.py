@@ -14,6 +14,7 @@ as in its Fig. 2/3 (set `--config.sweep.feature_size='(D,)'` and the same for
 
 from cl_research import configs
 from cl_research.outputs import figures
+
 SUMMARY = 'ECCV16 Fig. 5, 23 runs over lambda and alpha: ~19 h on CPU, :cpu ~8 min'
 ARGS = configs.FIGURE_ARGS
 

@@ -18,6 +18,7 @@ own m = 0.5 rad (28.6 degrees). The face defaults s = 64 with m 0.35 / 0.5 reach
 """
 
 from cl_research import configs
+
 SUMMARY = 'softmax, NormFace, SphereFace, CosFace, ArcFace x {none, center}, 2-D MNIST: ~5 min'
 ARGS = {'smoke': 'seconds, a tiny net (tests)'}
 HEADS = ('softmax', 'normface', 'sphereface', 'cosface', 'arcface')
@@ -25,7 +26,7 @@ HEADS = ('softmax', 'normface', 'sphereface', 'cosface', 'arcface')
 
 def get_config(arg=None):
   tokens = configs.parse_arg(arg, ARGS)
-  config = configs.base_config()
+  config = configs.digits_config()
   configs.apply_cpu(config)
   config.num_steps = 1_500
   config.data.num_train = 10_000

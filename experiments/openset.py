@@ -18,6 +18,7 @@ paired by seed); docs/openset.md is made from them (`python docs/openset_page.py
 """
 
 from cl_research import configs
+
 SUMMARY = 'open-set verification and identification, 60 runs on 2 splits x 2 sizes: ~20 min'
 ARGS = {'mnist': 'MNIST (the default)', 'fashion_mnist': 'Fashion-MNIST',
         'smoke': 'seconds, a tiny net (tests)'}
@@ -25,7 +26,7 @@ ARGS = {'mnist': 'MNIST (the default)', 'fashion_mnist': 'Fashion-MNIST',
 
 def get_config(arg=None):
   tokens = configs.parse_arg(arg, ARGS)
-  config = configs.base_config()
+  config = configs.digits_config()
   configs.apply_cpu(config)
   config.figure = 'openset'
   config.data.name = 'fashion_mnist' if 'fashion_mnist' in tokens else 'mnist'

@@ -17,13 +17,14 @@ learned by the same optimizer, lambda 0.4 drives every feature and center to zer
 """
 
 from cl_research import configs
+
 SUMMARY = 'the Keras snippet this project grew from: small CNN, Adam-learned centers: ~1 min'
 ARGS = {'smoke': 'seconds (tests)'}
 
 
 def get_config(arg=None):
   tokens = configs.parse_arg(arg, ARGS)
-  config = configs.base_config()
+  config = configs.digits_config()
   config.model.name = 'seed_cnn'
   config.sweep.lam = (0.4,)
   config.sweep.feature_size = (32,)

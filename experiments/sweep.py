@@ -12,6 +12,7 @@ width, the Caffe solver (batch 128, 10k steps) and all training digits.
 """
 
 from cl_research import configs
+
 SUMMARY = 'lambda x feature-size grid of center loss on MNIST, 1/4-width net: ~5 min'
 ARGS = {'smoke': 'seconds, a tiny net (tests)',
         'full': "the paper's width and Caffe solver: ~8 h on CPU, use a GPU"}
@@ -19,7 +20,7 @@ ARGS = {'smoke': 'seconds, a tiny net (tests)',
 
 def get_config(arg=None):
   tokens = configs.parse_arg(arg, ARGS)
-  config = configs.base_config()
+  config = configs.digits_config()
   config.sweep.lam = (0.0, 0.001, 0.01, 0.1, 1.0)
   config.sweep.feature_size = (2, 3)
   config.sweep.alpha = (0.5,)

@@ -9,12 +9,13 @@ import sys
 import numpy as np
 import pytest
 
-from cl_research.data import device_batches as batches
 from cl_research import configs
 from cl_research import data
-from cl_research.engine import groups
+from cl_research.data import device_batches as batches
 from cl_research.data import idx
+from cl_research.engine import groups
 from cl_research.platform import runtime
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -30,7 +31,7 @@ def run_on_fake_devices(script, count):
 
 def tiny_config(**overrides):
   """A LeNets++ config that trains in well under a second per step on CPU."""
-  config = configs.apply_smoke(configs.base_config())
+  config = configs.apply_smoke(configs.digits_config())
   config.data.source = 'bundled'
   for path, value in overrides.items():
     node = config

@@ -6,6 +6,8 @@ import numpy as np
 from scipy import stats
 
 from cl_research.evaluation import statistics as analysis
+
+
 def test_mean_interval_is_the_student_t_interval_of_the_mean():
   values = [0.91, 0.95, 0.93, 0.96]
   mean, std, low, high = analysis.mean_interval(values)

@@ -138,16 +138,18 @@ def test_num_train_is_taken_after_held_out_classes_are_removed():
   assert np.ptp(np.bincount(ds.train_labels, minlength=8)[:8]) <= 1
 
 
+@pytest.mark.e2e
 def test_any_tfds_dataset_trains_end_to_end_on_mock_data(monkeypatch, tmp_path):
   """A tfds dataset that is not MNIST: colour 32x32 images brought to grey, its own
   classes, two held out; tfds' mock data stands in for the download."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
   from cl_research.engine import experiment  # pylint: disable=import-outside-toplevel
   monkeypatch.setattr(data, 'network_reachable', lambda url: True)
   config = tiny_config(**{'data.name': 'cifar10', 'data.source': 'tfds', 'data.channels': 1,
                           'data.data_dir': str(tmp_path / 'tfds'), 'data.num_train': 0,
                           'data.num_test': 0, 'data.holdout_classes': (8, 9),
-                          'eval.verification_pairs': 20, 'eval.enrolment_images': 2})
+                          'evals.verification.pairs': 20, 'evals.openset.enrolment_images': 2})
   checks.validate(config)
   with tfds.testing.mock_data(num_examples=80, policy=tfds.testing.MockPolicy.USE_CODE):
     whole = data.load(config.data)

@@ -3,12 +3,15 @@
 import csv
 import json
 
+import pytest
+
 from cl_research.engine import experiment
+from tests.conftest import assert_png_drawn
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
-from tests.conftest import assert_png_drawn
 
 
+@pytest.mark.e2e
 def test_a_diverging_run_is_marked_and_the_sweep_carries_on(tmp_path):
   config = tiny_config(**{'sweep.lam': (0.0, 1e9), 'optimizer.learning_rate': 0.05})
   results = experiment.train_and_evaluate(config, str(tmp_path), dataset=synthetic_dataset())

@@ -8,14 +8,14 @@ import struct
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
 from cl_research.core.models import backbones
 from cl_research.data import faces
 from cl_research.data import stream as pipeline
-from cl_research.evaluation import verification
 from cl_research.data.faces import recordio
+from cl_research.evaluation import verification
 
 RNG = np.random.default_rng(0)
 
@@ -198,6 +198,7 @@ def test_each_process_reads_its_own_shard_and_images_are_normalised():
   np.testing.assert_allclose(batch['image'], np.broadcast_to(expected, (4, 4, 4, 3)))
 
 
+@pytest.mark.e2e
 def test_iresnet_and_the_eccv16_network_have_the_reference_shapes():
   x = jnp.zeros((2, 112, 112, 3))
   model = backbones.IResNet(depth=18, feature_size=32, num_classes=5, width=0.125)

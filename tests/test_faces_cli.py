@@ -8,14 +8,16 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 from PIL import Image
+import pytest
 
 from cl_research.data import faces
 from cl_research.launch import cli as run
+from tests.conftest import assert_png_drawn
 from tests.conftest import REPO
 from tests.conftest import run_on_fake_devices
-from tests.conftest import assert_png_drawn
+
+pytestmark = pytest.mark.e2e  # the command line, processes, devices, notebooks
 
 
 def cli(*args, env=None, timeout=600):

@@ -6,14 +6,16 @@ import os
 import subprocess
 import sys
 
+from nbclient import NotebookClient
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
-from cl_research.launch import cli as run
 from cl_research.configs import sweeps
-from tests.conftest import REPO
+from cl_research.launch import cli as run
 from tests.conftest import assert_png_drawn
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.e2e  # the command line, processes, devices, notebooks
 
 
 
@@ -87,7 +89,7 @@ def test_fig5_covers_both_grids_once(figure_runs):
 def test_fig3_on_fashion_mnist_from_idx_files(idx_dir, tmp_path):
   workdir = tmp_path / 'fig3_fashion'
   run_cli('--config', 'fig3:fashion_mnist,smoke', f'--config.data.manual_dir={idx_dir}',
-          f'--config.data.data_dir={tmp_path / "tfds"}', '--config.eval.verification_pairs=20',
+          f'--config.data.data_dir={tmp_path / "tfds"}', '--config.evals.verification.pairs=20',
           '--config.sweep.lam=(0.01,)',  # one panel: this test is about the data route
           '--workdir', str(workdir))
   result = json.loads(next((workdir / 'runs').glob('*/result.json')).read_text())

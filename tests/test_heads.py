@@ -11,6 +11,7 @@ import pytest
 
 from cl_research.core import heads
 from cl_research.core import losses
+
 # Two features and three class weights (columns) at known angles.
 W = jnp.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # directions 0, 90, 180 degrees
 X = jnp.array([[2.0, 0.0], [1.0, 1.0]])  # 0 and 45 degrees, norms 2 and sqrt 2

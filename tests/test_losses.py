@@ -6,6 +6,7 @@ import numpy as np
 import optax
 
 from cl_research.core import losses
+
 FEATURES = jnp.array([[1.0, 0.0], [0.0, 2.0], [3.0, 3.0]])
 LABELS = jnp.array([0, 1, 0])  # class 0 twice, class 2 absent
 CENTERS = jnp.array([[1.0, 1.0], [0.0, 0.0], [5.0, 5.0]])

@@ -3,6 +3,8 @@
 import numpy as np
 
 from cl_research.evaluation import clustering as metrics
+
+
 def test_clustering_known_values():
   features = np.array([[0.0, 1.0], [0.0, -1.0], [10.0, 1.0], [10.0, -1.0]])
   labels = np.array([0, 0, 1, 1])

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from cl_research.core import kernels as seam
-from cl_research.platform import kernels
 from cl_research.core.models import lenets as models
+from cl_research.platform import kernels
 from cl_research.platform.kernels import onednn
 
 DN = ('NHWC', 'HWIO', 'NHWC')
@@ -78,6 +78,7 @@ def test_vmapped_members_equal_solo():
     np.testing.assert_allclose(together[i], onednn.onednn_conv(x, w[i], (2, 2)), rtol=1e-6)
 
 
+@pytest.mark.e2e
 @needs_onednn
 def test_lenets_onednn_equals_xla():
   images = jnp.asarray(np.random.default_rng(0).integers(0, 256, (6, 28, 28, 1)), jnp.uint8)
@@ -117,6 +118,7 @@ def test_max_pool_2x2_equals_nn_max_pool_with_ties():
   np.testing.assert_array_equal(grad(models.max_pool_2x2), grad(ref))
 
 
+@pytest.mark.e2e
 def test_unavailable_onednn_is_a_one_line_error_and_auto_falls_back_on_record(tmp_path):
   env = dict(os.environ, CXX='no-such-compiler', CL_RESEARCH_CACHE=str(tmp_path / 'cache'),
              JAX_PLATFORMS='cpu')

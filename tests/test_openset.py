@@ -64,6 +64,7 @@ def test_equal_error_rate_and_roc_grid_against_sklearn():
   assert np.all(np.diff(grid) >= 0) and grid[-1] == 1.0
 
 
+@pytest.mark.e2e
 def test_openset_smoke_end_to_end_through_the_cli(tmp_path):
   workdir = tmp_path / 'openset'
   proc = subprocess.run(

@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cl_research.core.models import lenets as models
 from cl_research.core import optim
+from cl_research.core.models import lenets as models
 from tests.conftest import tiny_config
 
 

@@ -16,12 +16,14 @@ from cl_research.data import device_batches as batches
 from cl_research.engine import groups
 from cl_research.platform import local_processes
 from cl_research.platform import runtime
-from tests.conftest import REPO as ROOT
 from tests.conftest import device_data
-from tests.conftest import run_on_fake_devices
 from tests.conftest import make_trainer
+from tests.conftest import REPO as ROOT
+from tests.conftest import run_on_fake_devices
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
+
+pytestmark = pytest.mark.e2e  # the command line, processes, devices, notebooks
 
 DATA = synthetic_dataset(num_train=128)
 POINTS = [(0.0, 0.5, 0.05), (0.1, 0.3, 0.02), (1.0, 1.0, 0.05)]  # lam, alpha, learning rate

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from cl_research import configs
-from cl_research.platform import kernels
 from cl_research.core import models
-from cl_research.platform import runtime
 from cl_research.engine import checks
+from cl_research.platform import kernels
+from cl_research.platform import runtime
 from tests.conftest import make_trainer
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
@@ -62,7 +62,7 @@ def test_bfloat16_on_cpu_runs_xlas_kernels_and_says_why():
 
 
 def test_an_unknown_dtype_is_one_clear_error():
-  config = configs.base_config()
+  config = configs.digits_config()
   config.model.dtype = 'float16'
   with pytest.raises(configs.ConfigError,
                      match="model.dtype='float16' is not one of float32, bfloat16"):

@@ -4,7 +4,9 @@ a run two figures share must have the same numbers in both."""
 import importlib.util
 import os
 
+from cl_research import configs
 from cl_research import outputs
+from cl_research.evaluation import evaluators
 from tests.conftest import REPO
 
 spec = importlib.util.spec_from_file_location(
@@ -14,7 +16,7 @@ spec.loader.exec_module(regenerate)
 
 
 def row(lam, seed, ratio, cosine, l2, alpha=0.5):
-  r = dict.fromkeys(outputs.SUMMARY_COLUMNS, '')
+  r = dict.fromkeys(outputs.summary_columns(evaluators.metric_keys(configs.digits_config().evals)), '')
   r.update(name=f'lam={lam:g}_alpha={alpha:g}_d=2_seed={seed}', lam=str(lam),
            alpha=str(alpha), seed=str(seed), status='complete', test_intra_inter=str(ratio),
            test_accuracy='0.96', verification_accuracy=str(cosine),

@@ -5,10 +5,13 @@ import csv
 import math
 
 import numpy as np
+import pytest
 from scipy import stats
 
-from cl_research.engine import experiment
+from cl_research import configs
 from cl_research import outputs
+from cl_research.engine import experiment
+from cl_research.evaluation import evaluators
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
 
@@ -18,15 +21,16 @@ def read(path):
     return list(csv.DictReader(f))
 
 
+@pytest.mark.e2e
 def test_three_seeds_write_statistics_equal_to_the_hand_computed_ones(tmp_path):
   config = tiny_config(**{'sweep.seed': (0, 1, 2), 'sweep.lam': (0.0, 0.5),
-                          'optimizer.learning_rate': 0.05, 'eval.verification_pairs': 40})
+                          'optimizer.learning_rate': 0.05, 'evals.verification.pairs': 40})
   experiment.train_and_evaluate(config, str(tmp_path), dataset=synthetic_dataset())
   summary = read(tmp_path / 'summary.csv')
   by_setting = {r['lam']: r for r in read(tmp_path / 'summary_by_setting.csv')}
   comparisons = read(tmp_path / 'comparisons.csv')
   assert set(by_setting) == {'0.0', '0.5'}
-  expected_columns = {'n', 'diverged'} | {f'{m}_{s}' for m in outputs.METRIC_COLUMNS
+  expected_columns = {'n', 'diverged'} | {f'{m}_{s}' for m in outputs.metric_columns(evaluators.metric_keys(configs.digits_config().evals))
                                           for s in ('mean', 'std', 'ci95_low', 'ci95_high')}
   assert expected_columns <= set(by_setting['0.5'])
   assert list(comparisons[0]) == ['metric', 'setting', 'baseline', 'n', 'mean_diff',
@@ -54,6 +58,7 @@ def test_three_seeds_write_statistics_equal_to_the_hand_computed_ones(tmp_path):
     assert math.isclose(float(c['p_value']), stats.ttest_rel(a, b).pvalue, rel_tol=1e-9)
 
 
+@pytest.mark.e2e
 def test_one_seed_writes_no_statistics(tmp_path):
   config = tiny_config(**{'sweep.lam': (0.0, 0.5)})
   experiment.train_and_evaluate(config, str(tmp_path), dataset=synthetic_dataset())

@@ -12,23 +12,26 @@ import time
 import numpy as np
 import pytest
 
-from cl_research.engine import experiment
+from cl_research import configs
 from cl_research import files
-from cl_research.data import idx
 from cl_research import outputs
+from cl_research.data import idx
+from cl_research.engine import experiment
+from cl_research.evaluation import evaluators
 from cl_research.launch import cli as run
 from tests.conftest import REPO as ROOT
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
 from tests.conftest import write_idx
 
-METRICS = outputs.RESULT_METRICS + ('final_loss',)
+METRICS = evaluators.metric_keys(configs.digits_config().evals) + ('final_loss',)
 
 
 def digest(path):
   return hashlib.sha256(open(path, 'rb').read()).hexdigest()
 
 
+@pytest.mark.e2e
 def test_sigkill_mid_run_then_rerun_resumes(tmp_path):
   args = [sys.executable, '-m', 'cl_research.run', '--config', 'sweep:smoke',
           '--config.sweep.lam=(0.0, 0.1)', '--config.sweep.feature_size=(2,)',
@@ -72,6 +75,7 @@ def test_sigkill_mid_run_then_rerun_resumes(tmp_path):
   assert logged == sorted(set(logged)) and logged[-1] == 240  # no repeated steps
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize('strategy', ['vmap', 'unroll'])
 def test_a_diverging_member_leaves_the_others_as_without_it(tmp_path, strategy):
   common = {'optimizer.learning_rate': 0.05, 'parallel.max_group_size': 3,
@@ -98,6 +102,7 @@ def test_a_diverging_member_leaves_the_others_as_without_it(tmp_path, strategy):
   assert rows[1e9]['diverged_quantity'] == bad['diverged_quantity']
 
 
+@pytest.mark.e2e
 def test_two_identical_runs_give_identical_results(tmp_path):
   config = tiny_config(**{'optimizer.learning_rate': 0.05})
   a = experiment.train_and_evaluate(config, str(tmp_path / 'a'), dataset=synthetic_dataset())
@@ -112,7 +117,7 @@ def test_two_identical_runs_give_identical_results(tmp_path):
 
 def test_a_write_killed_midway_leaves_the_old_summary(tmp_path):
   path = tmp_path / 'summary.csv'
-  outputs.write_summary(str(path), [{'name': 'old', 'status': 'complete'}])
+  outputs.write_summary(str(path), [{'name': 'old', 'status': 'complete'}], METRICS)
   old = path.read_text()
 
   class Dying(list):
@@ -121,7 +126,7 @@ def test_a_write_killed_midway_leaves_the_old_summary(tmp_path):
       raise KeyboardInterrupt  # a kill in the middle of writing rows
 
   with pytest.raises(KeyboardInterrupt):
-    outputs.write_summary(str(path), Dying())
+    outputs.write_summary(str(path), Dying(), METRICS)
   assert path.read_text() == old
   assert sorted(os.listdir(tmp_path)) == ['summary.csv']
 
@@ -161,6 +166,7 @@ def test_an_interrupted_atomic_write_leaves_the_old_file_whole(tmp_path, monkeyp
   assert os.listdir(tmp_path) == ['r.json']
 
 
+@pytest.mark.e2e
 def test_a_changed_config_on_an_existing_workdir_is_refused(tmp_path, capsys):
   base = ['run', '--config', 'sweep:smoke', '--config.sweep.lam=(0.0,)',
           '--config.sweep.feature_size=(2,)', '--config.data.source=bundled',

@@ -6,9 +6,9 @@ import numpy as np
 import optax
 import pytest
 
-from cl_research.data import device_batches as batches
 from cl_research.core import losses
 from cl_research.core import step as train
+from cl_research.data import device_batches as batches
 from tests.conftest import make_trainer as trainer_of
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config

@@ -4,6 +4,8 @@ import numpy as np
 import pytest
 
 from cl_research.evaluation import verification
+
+
 def separable_features(n_per_class=60, num_classes=5, seed=0):
   rng = np.random.default_rng(seed)
   labels = np.repeat(np.arange(num_classes), n_per_class)

@@ -1,7 +1,8 @@
-"""The base config every experiment starts from, its sizes (CPU, smoke) and arguments.
+"""The configs experiments start from, their sizes (CPU, smoke) and arguments.
 
-Experiments live in `experiments/NAME.py` as `get_config(arg)`; they start from
-`base_config()` and change what they need. Swept values have one home, `config.sweep`:
+Experiments live in `experiments/NAME.py` as `get_config(arg)`; they start from a task's
+config (`digits_config()`, `face_config()`, both built on `shared_config()`) and change
+what they need; a config carries only its task's sections. Swept values have one home, `config.sweep`:
 every run of an experiment is one point of the product of its tuples.
 """
 
@@ -10,16 +11,16 @@ import ml_collections
 
 from cl_research import errors
 from cl_research.configs import sweeps
-FIGURES = ('fig2', 'fig3', 'fig5', 'openset')
-
 
 ConfigError = errors.ConfigError
 
 
-def base_config():
-  """LeNets++ on MNIST with the Caffe solver's settings, one run at lam 0.01."""
+def shared_config():
+  """What every task's config has: the sweep, the loss, the optimizer, the centers, the
+  statistics over seeds, the loop's cadence and the process layout. A task's config
+  (`digits_config`, `face_config`) adds its own data, model and evaluator sections."""
   c = ml_collections.ConfigDict()
-  c.task = 'digits'  # which task trains it (cl_research.engine.tasks): digits | faces
+  c.task = ''  # which task trains it (cl_research.engine.tasks): digits | faces
   c.sweep = ml_collections.ConfigDict()
   c.sweep.lam = (0.01,)  # center-loss weight; see cl_research.losses for the convention
   c.sweep.alpha = (0.5,)  # center update rate of ECCV16 Eq. 4 (`paper` mode only)
@@ -34,10 +35,9 @@ def base_config():
   # A second product grid whose runs are added to the first (ECCV16 Fig. 5 sweeps lambda
   # at one alpha and alpha at one lambda); unused while its tuples are empty.
   c.sweep_extra = ml_collections.ConfigDict({a: () for a in sweeps.SWEEP_AXES})
-  c.grid = ('feature_size', 'lam')  # grid.png's rows and columns (axes of a point)
 
-  # Heads and regularizers (cl_research.core.heads, cl_research.core.regularizers); each run's
-  # values are in its point, the rest are traced hyperparameters of every run.
+  # Heads and regularizers (cl_research.core.heads, cl_research.core.regularizers); each
+  # run's values are in its point, the rest are traced hyperparameters of every run.
   c.loss = ml_collections.ConfigDict()
   c.loss.head = 'softmax'  # softmax | normface | cosface | arcface | combined | sphereface
   c.loss.regularizer = 'center'  # none | center | contrastive_center | ring | git | island
@@ -58,26 +58,14 @@ def base_config():
   c.loss.island_weight = 10.0  # island loss's lambda_1
 
   c.data = ml_collections.ConfigDict()
-  c.data.name = 'mnist'
-  c.data.source = 'auto'
-  c.data.manual_dir = ''  # a folder with the four IDX .gz files
+  c.data.name = ''
   c.data.data_dir = ml_collections.FieldReference(None, field_type=str)  # tfds data_dir
-  c.data.num_train = 0  # a seeded, class-stratified subset of this size; 0: whole split
-  c.data.num_test = 0
-  c.data.subset_seed = 0  # which subset num_train / num_test keep
-  c.data.test_fraction = 0.2  # of the bundled digits, or of a tfds train split without test
-  c.data.channels = 0  # 0: as stored; 1: grey; 3: colour (cl_research.data)
-  c.data.image_size = 0  # 0: as stored up to 64 px, else 64; N: N x N
-  c.data.holdout_classes = ()  # open-set: removed from training, verification pairs only
-  c.data.augment_shift = 0  # training images moved by up to this many pixels; 0: off
 
   c.model = ml_collections.ConfigDict()
-  c.model.name = 'lenets_pp'
-  c.model.channels = (32, 64, 128)
-  c.model.feature_prelu = False
+  c.model.name = ''
   c.model.classifier_bias = True
   c.model.kernels = 'auto'  # convolution + PReLU: xla | onednn | auto (cl_research.platform.kernels)
-  c.model.dtype = 'float32'  # or 'bfloat16': convolutions and PReLUs (cl_research.core.models.lenets)
+  c.model.dtype = 'float32'  # or 'bfloat16': the convolution stages (cl_research.core.models)
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = 'sgd'
@@ -96,7 +84,7 @@ def base_config():
   c.centers.optimizer = 'sgd'  # gradient mode only
   c.centers.learning_rate = 0.5
   c.centers.momentum = 0.0
-  c.centers.unscale_lambda = False  # gradient mode: KaiyangZhou's center step (train.py)
+  c.centers.unscale_lambda = False  # gradient mode: KaiyangZhou's center step (core/step.py)
   c.centers.init_scale = 0.0  # centers start uniform in +-init_scale; 0: at the origin
 
   c.analysis = ml_collections.ConfigDict()
@@ -104,19 +92,13 @@ def base_config():
   # at each of these values (comparisons.csv): 'lam=0', 'regularizer=none', 'head=softmax'
   c.analysis.baseline = ('lam=0',)
 
-  c.eval = ml_collections.ConfigDict()
-  c.eval.verification_pairs = 6000  # LFW-style pairs from the test split; 0: off
-  c.eval.pairs_seed = 0  # and of the enrolment images of open-set identification
-  c.eval.enrolment_images = 5  # per held-out class: the mean of these is its template
-  c.eval.knn_k = 5
-  c.eval.silhouette_samples = 2000
+  # Evaluators, big_vision style: NAME: {type, settings} (cl_research.evaluation.evaluators)
+  c.evals = ml_collections.ConfigDict()
 
   c.parallel = ml_collections.ConfigDict()
   # The `auto` (0) choices below are resolved per backend by cl_research.platform.runtime.
-  c.parallel.group_strategy = 'auto'  # runs of a group: 'vmap', 'map' (lax.map), 'unroll'
   c.parallel.max_group_size = 0  # most runs trained together; 0: auto (CPU 1, else all)
   c.parallel.steps_per_call = 0  # steps per compiled program; 0: auto (CPU 1, else a chunk)
-  c.parallel.shard = 'auto'  # 'model' axis of a group, 'batch' of a lone run, 'none', 'auto'
   c.parallel.num_devices = 0  # local devices to use; 0: all
   c.parallel.local_processes = 0  # processes pinned to their own cores; 0: auto (CPU: 1/core)
   c.parallel.distributed = False  # jax.distributed.initialize(); also on if the env says so
@@ -125,20 +107,55 @@ def base_config():
   c.parallel.process_id = -1
 
   c.checkpoint_every = 0  # > 0: an orbax checkpoint of each group every N steps (resume)
-  c.figure = ''  # '', 'fig2', 'fig3' or 'fig5': a paper figure drawn after the sweep
-  c.snapshot_every = 0  # > 0: test features every N steps -> evolution.gif per run
   c.batch_size = 128
   c.num_steps = 10_000
   c.log_every = 100
+  return c
+
+
+def digits_config():
+  """LeNets++ on MNIST with the Caffe solver's settings, one run at lam 0.01: the base of
+  every experiment on in-memory classification data (the `digits` task)."""
+  c = shared_config()
+  c.task = 'digits'
+  c.grid = ('feature_size', 'lam')  # grid.png's rows and columns (axes of a point)
+  c.figure = ''  # '', 'fig2', 'fig3', 'fig5' or 'openset': a figure drawn after the sweep
+  c.snapshot_every = 0  # > 0: test features every N steps -> evolution.gif per run
   c.plot_max_points = 10_000
+
+  c.data.name = 'mnist'
+  c.data.source = 'auto'
+  c.data.manual_dir = ''  # a folder with the four IDX .gz files
+  c.data.num_train = 0  # a seeded, class-stratified subset of this size; 0: whole split
+  c.data.num_test = 0
+  c.data.subset_seed = 0  # which subset num_train / num_test keep
+  c.data.test_fraction = 0.2  # of the bundled digits, or of a tfds train split without test
+  c.data.channels = 0  # 0: as stored; 1: grey; 3: colour (cl_research.data)
+  c.data.image_size = 0  # 0: as stored up to 64 px, else 64; N: N x N
+  c.data.holdout_classes = ()  # open-set: removed from training, verification pairs only
+  c.data.augment_shift = 0  # training images moved by up to this many pixels; 0: off
+
+  c.model.name = 'lenets_pp'
+  c.model.channels = (32, 64, 128)
+  c.model.feature_prelu = False
+
+  c.evals.clustering = ml_collections.ConfigDict(
+      {'type': 'clustering', 'knn_k': 5, 'silhouette_samples': 2000})
+  c.evals.verification = ml_collections.ConfigDict(  # LFW-style pairs of the test split
+      {'type': 'pairs', 'pairs': 6000, 'seed': 0})  # 0 pairs: off
+  c.evals.openset = ml_collections.ConfigDict(  # held-out classes: the mean of
+      {'type': 'openset', 'enrolment_images': 5, 'seed': 0})  # enrolment_images per class
+
+  c.parallel.group_strategy = 'auto'  # runs of a group: 'vmap', 'map' (lax.map), 'unroll'
+  c.parallel.shard = 'auto'  # 'model' axis of a group, 'batch' of a lone run, 'none', 'auto'
   return c
 
 
 def face_config():
-  """The base of face experiments (`experiments/face.py`): streamed face data, a face
-  backbone and the face protocols. The fields it adds are read by
-  `cl_research.engine.tasks.faces`; what each face source needs: docs/faces.md."""
-  c = base_config()
+  """The base of face experiments (`experiments/face.py`, the `faces` task): streamed
+  face data, a face backbone and the face protocols. What each face source needs:
+  docs/faces.md."""
+  c = shared_config()
   c.task = 'faces'
   c.data.name = 'faces'
   c.data.face_source = 'synthetic'  # synthetic | rec | folder | tfds
@@ -162,11 +179,12 @@ def face_config():
   c.model.kernels = 'xla'
   c.model.classifier_bias = False
   c.sweep.feature_size = (512,)
-  c.eval.face_every = 2000  # validation packs every N steps (and at 0 and the end); 0: end
-  c.eval.flip = 'sum'  # sum (insightface) | concat (ECCV16) | none
-  c.eval.protocol = 'insightface'  # insightface | eccv16 (cl_research.evaluation.verification)
-  c.eval.num_folds = 10
-  c.eval.batch_size = 256
+  c.evals.verification = ml_collections.ConfigDict({
+      'type': 'face_pairs',
+      'every': 2000,  # validation packs every N steps (and at 0 and the end); 0: the end
+      'protocol': 'insightface',  # insightface | eccv16 (cl_research.evaluation.verification)
+      'flip': 'sum',  # sum (insightface) | concat (ECCV16) | none
+      'num_folds': 10, 'batch_size': 256})
   c.parallel.classifier_shard = 1  # devices the classifier and the centers split over
   c.parallel.local_processes = 1  # one run at a time, streaming with its own workers
   c.analysis.baseline = ()
@@ -223,7 +241,7 @@ def figure_config(arg, figure):
   Caffe solver (10k steps of 128) on a 50K/10K split.
   """
   tokens = parse_arg(arg, FIGURE_ARGS)
-  c = base_config()
+  c = digits_config()
   c.figure = figure
   c.data.name = 'fashion_mnist' if 'fashion_mnist' in tokens else 'mnist'
   c.data.num_train = 50_000  # ECCV16's 50K/10K split (the bundled digits are fewer)
@@ -241,7 +259,7 @@ def apply_smoke(c):
   c.batch_size = 32
   c.data.num_train = 512
   c.data.num_test = 256
-  c.eval.verification_pairs = 200
+  c.evals.verification.pairs = 200
   # One process: starting a pinned process per core costs more than a smoke run trains.
   c.parallel.local_processes = 1
   if c.model.name == 'lenets_pp':

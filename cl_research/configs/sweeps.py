@@ -12,9 +12,10 @@ never trains one run twice under two names.
 
 import itertools
 
+from cl_research import errors
 from cl_research.core import heads
 from cl_research.core import regularizers
-from cl_research import errors
+
 SWEEP_AXES = ('lam', 'alpha', 'feature_size', 'seed', 'head', 'regularizer', 'scale',
               'margin', 'holdout')
 REQUIRED_AXES = ('lam', 'alpha', 'feature_size', 'seed')
@@ -30,7 +31,7 @@ DEFAULT_LOSS = {'head': 'softmax', 'regularizer': 'center'}  # left out of names
 def _values(config, grid, axis):
   values = tuple(grid[axis])
   if axis == 'holdout':
-    return tuple(tuple(v) for v in values) or (tuple(config.data.holdout_classes),)
+    return tuple(tuple(v) for v in values) or (tuple(config.data.get('holdout_classes', ())),)
   if values or axis in REQUIRED_AXES:
     return values
   return (config.loss[axis],) if axis in ('head', 'regularizer') else (None,)

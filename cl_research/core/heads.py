@@ -19,8 +19,10 @@ D x C classifier kernel); the margin heads normalise both, SphereFace only W.
 """
 
 import math
+
 import jax
 import jax.numpy as jnp
+
 from cl_research import errors
 
 HEADS = ('softmax', 'normface', 'cosface', 'arcface', 'combined', 'sphereface')

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from cl_research import errors
 from cl_research.core import heads
 from cl_research.core import regularizers
 from cl_research.core.heads import cosine_logits
@@ -33,7 +34,6 @@ from cl_research.core.heads import sphereface_logits
 from cl_research.core.regularizers import center_loss
 from cl_research.core.regularizers import contrastive_center_loss
 from cl_research.core.regularizers import ring_loss
-from cl_research import errors
 
 __all__ = ('center_loss', 'center_update', 'joint_loss', 'objective', 'cosine_logits',
            'margin_logits', 'sphereface_logits', 'contrastive_center_loss', 'ring_loss',

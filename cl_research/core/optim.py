@@ -2,6 +2,7 @@
 
 import jax
 import optax
+
 from cl_research import errors
 
 OPTIMIZERS = ('sgd', 'adam')  # `optimizer.name` and `centers.optimizer`

@@ -18,8 +18,9 @@ is learned by gradient descent at the network's learning rate.
 import jax
 import jax.numpy as jnp
 
-from cl_research.core import heads
 from cl_research import errors
+from cl_research.core import heads
+
 REGULARIZERS = ('none', 'center', 'contrastive_center', 'ring', 'git', 'island',
                 'normalized_center')
 WITH_CENTERS = ('center', 'contrastive_center', 'git', 'island', 'normalized_center')

@@ -18,10 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from cl_research import errors
 from cl_research.core import heads
 from cl_research.core import losses
 from cl_research.core import optim
-from cl_research import errors
+
 CENTER_MODES = ('paper', 'gradient')
 # What went non-finite first; `TrainState.diverged_code` k > 0 names DIVERGED_QUANTITIES[k - 1].
 DIVERGED_QUANTITIES = ('loss', 'features', 'centers', 'params')

@@ -33,13 +33,13 @@ import urllib.parse
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tensorflow_datasets as tfds
 from PIL import Image
+import tensorflow_datasets as tfds
 
+from cl_research import errors
 from cl_research import files
 from cl_research.data import idx
 from cl_research.data.idx import DataError
-from cl_research import errors
 
 log = logging.getLogger(__name__)
 
@@ -336,9 +336,6 @@ def validate(config, points):
     for c in held_out:
       errors.check(isinstance(c, int) and not isinstance(c, bool) and c >= 0,
                    f'held-out classes {held_out!r} have {c!r}: class ids are integers >= 0')
-    errors.check(len(set(held_out)) != 1 or not config.eval.verification_pairs,
-                 f'held-out classes {held_out!r}: one class; open-set verification pairs '
-                 'need at least 2 held-out classes (or eval.verification_pairs=0)')
   shift = d.augment_shift
   errors.check(isinstance(shift, int) and 0 <= shift <= 13, f'data.augment_shift={shift!r} '
                'must be an integer number of pixels in [0, 13] (0: off)')

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from cl_research.platform import sharding
+
+
 def epoch_permutation(data_key, epoch, num_examples):
   """The order of the examples in `epoch`: a permutation seeded by (data_key, epoch)."""
   return jax.random.permutation(jax.random.fold_in(data_key, epoch), num_examples)

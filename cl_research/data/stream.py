@@ -19,6 +19,8 @@ import jax
 import numpy as np
 
 from cl_research.data import faces
+
+
 def normalize(images_uint8):
   """uint8 pixels -> float32 `(x - 127.5) / 128`, the ECCV16 prototxt's scale (insightface
   divides by 127.5: the same up to 0.4%)."""

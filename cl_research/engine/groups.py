@@ -13,13 +13,14 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from cl_research.data import device_batches as batches
 from cl_research import data as datasets
-from cl_research.platform import kernels as kernels_lib
 from cl_research import errors
 from cl_research.core import models
-from cl_research.platform import sharding
 from cl_research.core import step as train
+from cl_research.data import device_batches as batches
+from cl_research.platform import kernels as kernels_lib
+from cl_research.platform import sharding
+
 GROUP_STRATEGIES = ('auto', 'vmap', 'map', 'unroll')  # `parallel.group_strategy`
 
 

@@ -3,12 +3,13 @@ how the gradient clip shaped its training, and the loss values it used."""
 
 import numpy as np
 
-from cl_research.evaluation import clustering as metrics
-from cl_research.evaluation import openset
-from cl_research.evaluation import verification
-def evaluate(features_and_logits, state, dataset, eval_config):
-  """Final features of both splits and every metric computed from them;
-  `features_and_logits(images)` runs the trained model over a split.
+from cl_research.evaluation import evaluators
+
+
+def evaluate(features_and_logits, state, dataset, evals_config):
+  """Final features of both splits and every metric the evaluators of `config.evals`
+  compute from them (`evaluators.run`); `features_and_logits(images)` runs the trained
+  model over a split.
 
   With held-out classes, accuracy, k-NN and clustering use the classes seen in training
   and verification pairs come only from the held-out ones (open-set).
@@ -22,31 +23,12 @@ def evaluate(features_and_logits, state, dataset, eval_config):
   if not all(np.isfinite(features[k]).all()
              for k in ('train_features', 'test_features', 'centers')):
     return None, features
-  result = {}
-  seen = ~np.isin(features['test_labels'], dataset.holdout_classes)
-  for split, mask in (('train', slice(None)), ('test', seen)):
-    feats, labels = features[f'{split}_features'][mask], features[f'{split}_labels'][mask]
-    result[f'{split}_accuracy'] = metrics.accuracy(logits[split][mask], labels)
-    for key, value in metrics.clustering(feats, labels, dataset.num_classes).items():
-      result[f'{split}_{key}'] = value
-    result[f'{split}_angular_intra_inter'] = metrics.clustering(
-        metrics.unit_vectors(feats), labels, dataset.num_classes)['intra_inter']
-  result['test_knn_accuracy'] = metrics.knn_accuracy(
-      features['train_features'], features['train_labels'], features['test_features'][seen],
-      features['test_labels'][seen], k=eval_config.knn_k)
-  result['test_silhouette'] = metrics.silhouette(
-      features['test_features'][seen], features['test_labels'][seen],
-      eval_config.silhouette_samples)
-  if eval_config.verification_pairs:
-    numbers, roc = verification.evaluate(
-        features['test_features'], features['test_labels'], eval_config.verification_pairs,
-        seed=eval_config.pairs_seed, classes=dataset.holdout_classes or None)
-    result.update(numbers, verification_roc=roc)
-  if dataset.holdout_classes:
-    result.update(openset.identification(
-        features['test_features'], features['test_labels'], dataset.holdout_classes,
-        k=eval_config.enrolment_images, seed=eval_config.pairs_seed))
-  return result, features
+  finished = evaluators.FinishedFeatures(
+      train_features=features['train_features'], train_labels=features['train_labels'],
+      train_logits=logits['train'], test_features=features['test_features'],
+      test_labels=features['test_labels'], test_logits=logits['test'],
+      num_classes=dataset.num_classes, holdout_classes=tuple(dataset.holdout_classes))
+  return evaluators.run(evals_config, finished), features
 
 
 LOSS_VALUES = {'combined': ('m1', 'm2', 'm3'),

@@ -18,6 +18,8 @@ and identification works as a face system's watch list does:
 import numpy as np
 
 from cl_research.evaluation import clustering as metrics
+
+
 def enrolment_split(labels_N, classes, k, seed):
   """(enrolment indices per class, mated probe indices): `k` seeded enrolment images per
   class in `classes`, the rest of their images as probes."""

@@ -13,7 +13,7 @@ from sklearn.model_selection import KFold
 from sklearn.model_selection import StratifiedKFold
 
 from cl_research.evaluation import clustering as metrics
-from cl_research import errors
+
 FAR_GRID = np.logspace(-3, 0, 31)  # where ROC curves are kept, to average over seeds
 
 
@@ -273,22 +273,3 @@ def face_pack_metrics(embeddings_2NxD, issame_N, protocol, num_folds=10):
   if protocol == 'insightface':
     return insightface_protocol(embeddings_2NxD, issame_N, num_folds)
   return eccv16_protocol(embeddings_2NxD, issame_N, num_folds)
-
-
-def validate_face_eval(eval_config):
-  """Raises ConfigError where the face protocols' settings (`config.eval`) cannot work."""
-  e = eval_config
-  errors.check_choice(e.flip, 'eval.flip', FLIP_MODES)
-  errors.check_choice(e.protocol, 'eval.protocol', PROTOCOLS)
-  errors.check(e.num_folds >= 2, f'eval.num_folds={e.num_folds!r} must be >= 2')
-  errors.check(e.face_every >= 0,
-               f'eval.face_every={e.face_every!r} must be >= 0 (0: at the end)')
-  errors.check(e.batch_size >= 1, f'eval.batch_size={e.batch_size!r} must be >= 1')
-
-
-def validate_pairs(eval_config):
-  """Raises ConfigError where the digits' verification pairs (`eval.verification_pairs`)
-  cannot make 10 folds."""
-  n = eval_config.verification_pairs
-  errors.check(n == 0 or n >= 20,
-               f'eval.verification_pairs={n!r} must be 0 (off) or >= 20 (10 folds)')

@@ -18,15 +18,16 @@ from ml_collections import config_flags
 import cl_research
 from cl_research import configs
 from cl_research import data
+from cl_research import files
+from cl_research import outputs
+from cl_research.data import faces
 from cl_research.engine import checks
 from cl_research.engine import experiment
 from cl_research.engine import tasks
-from cl_research.data import faces
-from cl_research import files
 from cl_research.platform import kernels
 from cl_research.platform import local_processes
-from cl_research import outputs
 from cl_research.platform import runtime
+
 EXPERIMENTS_DIRS = (os.path.join(os.getcwd(), 'experiments'),
                     str(files.PACKAGE_ROOT / 'experiments'))
 

@@ -20,30 +20,35 @@ import os
 
 import numpy as np
 
-from cl_research.evaluation import statistics as analysis
 from cl_research import configs
 from cl_research import files
-from cl_research.core import heads
-from cl_research.outputs import plots
-from cl_research.core import regularizers
 from cl_research.configs import sweeps
-_VERIFICATION = tuple(f'verification_{m}{suffix}' for suffix in ('', '_l2') for m in (
-    'accuracy', 'accuracy_std', 'auc', 'eer', 'tar_at_far_1e-2', 'tar_at_far_1e-3'))
-RESULT_METRICS = ('train_accuracy', 'train_intra', 'train_inter', 'train_intra_inter',
-                  'train_angular_intra_inter', 'test_accuracy', 'test_intra', 'test_inter',
-                  'test_intra_inter', 'test_angular_intra_inter', 'test_knn_accuracy',
-                  'test_silhouette') + _VERIFICATION + ('openset_rank1',
-                                                        'openset_dir_at_far_1e-2')
-SUMMARY_COLUMNS = (('name', 'status', 'diverged_step', 'diverged_quantity', 'lam', 'alpha',
-                    'feature_size', 'seed', 'head', 'regularizer', 'scale', 'margin',
-                    'holdout', 'data_source', 'data_detail', 'num_train',
-                    'num_test', 'num_steps', 'dtype') + RESULT_METRICS +
-                   ('final_loss', 'final_softmax_loss', 'final_regularizer_loss', 'clip_fraction',
-                    'mean_grad_norm', 'max_grad_norm', 'wall_s'))
+from cl_research.core import heads
+from cl_research.core import regularizers
+from cl_research.evaluation import statistics as analysis
+from cl_research.outputs import plots
+
+DESCRIPTION_COLUMNS = ('name', 'status', 'diverged_step', 'diverged_quantity', 'lam', 'alpha',
+                       'feature_size', 'seed', 'head', 'regularizer', 'scale', 'margin',
+                       'holdout', 'data_source', 'data_detail', 'num_train', 'num_test',
+                       'num_steps', 'dtype')
+TRAINING_COLUMNS = ('final_loss', 'final_softmax_loss', 'final_regularizer_loss',
+                    'clip_fraction', 'mean_grad_norm', 'max_grad_norm', 'wall_s')
+
+
+def summary_columns(metric_keys):
+  """summary.csv's columns: what describes a run, the evaluators' `metric_keys`
+  (`evaluation.evaluators.metric_keys`), then how training went."""
+  return DESCRIPTION_COLUMNS + tuple(metric_keys) + TRAINING_COLUMNS
+
+
+def metric_columns(metric_keys):
+  """The numbers of summary.csv that summary_by_setting.csv and comparisons.csv
+  aggregate."""
+  return tuple(metric_keys) + TRAINING_COLUMNS
+
+
 FINISHED = ('complete', 'diverged')
-# The numbers of summary.csv that summary_by_setting.csv and comparisons.csv aggregate.
-METRIC_COLUMNS = RESULT_METRICS + ('final_loss', 'final_softmax_loss', 'final_regularizer_loss',
-                                   'clip_fraction', 'mean_grad_norm', 'max_grad_norm', 'wall_s')
 SETTING_AXES = tuple(a for a in sweeps.SWEEP_AXES if a != 'seed')
 
 
@@ -171,11 +176,11 @@ def elapsed_minutes(workdir):
           os.path.getmtime(workdir_file(workdir, 'config.json'))) / 60
 
 
-def write_summary(path, results):
-  write_csv(path, SUMMARY_COLUMNS, results)
+def write_summary(path, results, metric_keys):
+  write_csv(path, summary_columns(metric_keys), results)
 
 
-def write_seed_statistics(workdir, config, results, metrics=METRIC_COLUMNS):
+def write_seed_statistics(workdir, config, results, metrics):
   """With more than one seed: `summary_by_setting.csv` (each setting's mean, std and 95%
   interval over seeds of each of `metrics`) and `comparisons.csv` (each setting against
   its baselines, `analysis.baseline`, paired by seed). Returns the files written."""

@@ -8,10 +8,11 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 
-from cl_research.evaluation import statistics as analysis
 from cl_research import outputs
-from cl_research.outputs import plots
 from cl_research.configs import sweeps
+from cl_research.evaluation import statistics as analysis
+from cl_research.outputs import plots
+
 FIG5_LAMBDAS = (0.0, 1e-4, 2e-4, 5e-4, 1e-3, 3e-3, 5e-3, 1e-2, 2e-2, 5e-2, 7e-2, 1e-1)
 FIG5_ALPHAS = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 FIG5_FIXED_ALPHA = 0.5

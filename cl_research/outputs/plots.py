@@ -12,8 +12,9 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from cl_research import files
-from cl_research.evaluation import clustering as metrics
 from cl_research.configs import sweeps
+from cl_research.evaluation import clustering as metrics
+
 CLASS_COLORS = plt.get_cmap('tab10').colors
 LEGEND_CLASSES = 20  # classes named in a legend; colours repeat past ten
 

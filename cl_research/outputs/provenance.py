@@ -7,6 +7,7 @@ import subprocess
 import jax
 
 from cl_research import files
+
 PACKAGES = ('jax', 'jaxlib', 'flax', 'optax', 'orbax-checkpoint', 'numpy', 'scikit-learn',
             'tensorflow-datasets', 'grain', 'pillow', 'ml-collections', 'matplotlib',
             'onednn-cpu-gomp', 'cl_research')
@@ -57,5 +58,5 @@ def metadata(config, dataset, runtime):
       'data': data,
       'seeds': {'init_and_data_order': sorted(set(config.sweep.seed) |
                                               set(config.sweep_extra.seed)),
-                'verification_pairs': config.eval.pairs_seed},
+                'evals': {name: s.seed for name, s in config.evals.items() if 'seed' in s}},
   }

@@ -17,6 +17,7 @@ import tempfile
 import time
 
 from cl_research import files
+
 log = logging.getLogger(__name__)
 
 

@@ -22,6 +22,8 @@ import jax
 from cl_research import files
 from cl_research.platform import kernels as kernels_lib
 from cl_research.platform import local_processes
+
+
 @dataclasses.dataclass(frozen=True)
 class Runtime:
   """The resolved choices; plain values, so a local process gets them in its payload."""
@@ -65,7 +67,8 @@ def resolve(config):
   cpu = backend == 'cpu'
   kernels, why = kernels_lib.resolve(config.model.kernels, backend, config.model.dtype)
   p = config.parallel
-  strategy = p.group_strategy if p.group_strategy != 'auto' else ('unroll' if cpu else 'vmap')
+  strategy = p.get('group_strategy', 'auto')  # a task without groups of runs has none
+  strategy = strategy if strategy != 'auto' else ('unroll' if cpu else 'vmap')
   if p.local_processes:
     processes = p.local_processes
   elif not cpu or jax.process_count() > 1:  # the hosts already split the groups

@@ -12,12 +12,13 @@ import logging
 import os
 
 import jax
-import numpy as np
-from cl_research import errors
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+import numpy as np
+
+from cl_research import errors
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +144,16 @@ def put_batch(batch, mesh):
 def validate(parallel_config):
   """Raises ConfigError where `config.parallel`'s device and process fields cannot work."""
   p = parallel_config
-  errors.check_choice(p.shard, 'parallel.shard', SHARD_MODES)
   for name in ('max_group_size', 'num_devices', 'num_processes', 'steps_per_call',
                'local_processes'):
     errors.check(p[name] >= 0, f'parallel.{name}={p[name]!r} must be >= 0 (0: no limit / '
                  'all / from the environment)')
+
+
+def validate_shard(parallel_config):
+  """Raises ConfigError where `parallel.shard` (a digits group's device layout) is not a
+  choice."""
+  errors.check_choice(parallel_config.shard, 'parallel.shard', SHARD_MODES)
 
 
 def validate_classifier_shard(parallel_config, batch_size):

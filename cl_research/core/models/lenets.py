@@ -15,6 +15,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from cl_research.core import kernels as kernels_lib
+
 DTYPES = ('float32', 'bfloat16')  # model.dtype
 
 

@@ -10,8 +10,8 @@ summary.csv, the statistics over seeds, the feature grids and the paper figure o
 """
 
 import hashlib
-import os
 import logging
+import os
 
 import jax
 import numpy as np
@@ -28,7 +28,7 @@ from cl_research.data import device_batches
 from cl_research.engine import groups
 from cl_research.evaluation import clustering
 from cl_research.evaluation import digits as digits_eval
-from cl_research.evaluation import verification
+from cl_research.evaluation import evaluators
 from cl_research.outputs import figures
 from cl_research.outputs import plots
 from cl_research.platform import sharding
@@ -67,10 +67,10 @@ class DigitsTask:
   `data.num_train` leave."""
 
   outputs_made = 'grid.png'
-  result_metrics = outputs.RESULT_METRICS
 
   def __init__(self, config, dataset=None):
     self.config = config
+    self.result_metrics = evaluators.metric_keys(config.evals)
     self.dataset = dataset
     self.runtime = None
     self._datasets = {}  # per set of held-out classes
@@ -83,7 +83,8 @@ class DigitsTask:
     data_lib.validate(config, points)
     models.validate(config.model, models.DIGITS_MODELS)
     groups.validate(config.parallel)
-    verification.validate_pairs(config.eval)
+    evaluators.validate(config.evals, ('clustering', 'pairs', 'openset'), points)
+    sharding.validate_shard(config.parallel)
     sweeps.validate_grid(config)
     errors.check(config.snapshot_every >= 0,
                  f'snapshot_every={config.snapshot_every!r} must be >= 0')
@@ -147,8 +148,10 @@ class DigitsTask:
     """summary.csv, the statistics over seeds, the feature grids and the paper figure."""
     features_by_name = {r['name']: outputs.load_run(
         outputs.run_paths(workdir, r['name']))[1] for r in results}
-    outputs.write_summary(outputs.workdir_file(workdir, 'summary.csv'), results)
-    outputs.write_seed_statistics(workdir, self.config, results)
+    outputs.write_summary(outputs.workdir_file(workdir, 'summary.csv'), results,
+                          self.result_metrics)
+    outputs.write_seed_statistics(workdir, self.config, results,
+                                  outputs.metric_columns(self.result_metrics))
     splits = {p['holdout'] for p in points}  # titles name held-out classes if one split
     shown = self.dataset.for_run(points[0]['holdout'] if len(splits) == 1 else (),
                                  self.config.data.num_train, self.config.data.subset_seed)
@@ -234,7 +237,7 @@ class DigitsGroup:
     del i, diverged
     return digits_eval.evaluate(
         lambda images: self.trainer.features_and_logits(state.params, images), state,
-        self.dataset, self.config.eval)
+        self.dataset, self.config.evals)
 
   def training_record(self, i, state, last, diverged):
     del i, last

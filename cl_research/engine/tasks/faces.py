@@ -3,9 +3,9 @@
 A config with `task = 'faces'` (`experiments/face.py`) runs here: each point of its
 sweep trains alone, with batches from the Grain pipeline (`cl_research.data.stream`) over
 a face source (`cl_research.data.faces`), through the same pure `step.train_step` as
-the digits (BatchNorm statistics in `TrainState.batch_stats`). Every
-`eval.face_every` steps (and at step 0 and the end) the validation packs are embedded,
-with their mirror images joined per `eval.flip`, and scored by `eval.protocol`
+the digits (BatchNorm statistics in `TrainState.batch_stats`). Every `every` steps of
+its `face_pairs` evaluator (`config.evals`; and at step 0 and the end) the validation
+packs are embedded, with their mirror images joined per `flip`, and scored by `protocol`
 (`verification.face_pack_metrics`). The pipeline's iterator state is checkpointed with
 the train state, so a resumed run sees the same batches. The sweep writes summary.csv
 (with several seeds summary_by_setting.csv and comparisons.csv) and verification.png
@@ -20,14 +20,16 @@ import time
 import jax
 import numpy as np
 
+from cl_research import errors
 from cl_research import outputs
 from cl_research.configs import sweeps
-from cl_research.core import step as step_lib
 from cl_research.core import models
+from cl_research.core import step as step_lib
 from cl_research.data import faces
 from cl_research.data import stream
 from cl_research.data.faces import synthetic
 from cl_research.engine import groups
+from cl_research.evaluation import evaluators
 from cl_research.evaluation import verification
 from cl_research.outputs import plots
 from cl_research.platform import sharding
@@ -91,6 +93,11 @@ def val_dir(data_config):
   return data_config.rec_dir
 
 
+def protocol_settings(config):
+  """The settings of the run's `face_pairs` evaluator (`config.evals`)."""
+  return evaluators.of_type(config.evals, 'face_pairs')
+
+
 def load_val_sets(config):
   """[(name, images_2NxHxWx3 uint8, issame_N)] of `data.val_targets` (`<name>.bin` in
   `data.val_dir`, default the pack's folder) and of LFW's `pairs.txt` if given."""
@@ -101,9 +108,9 @@ def load_val_sets(config):
     sets.append(('lfw_pairs', *faces.read_lfw_pairs(config.data.lfw_pairs,
                                                     config.data.lfw_dir, size)))
   for name, _, issame in sets:
-    if len(issame) < config.eval.num_folds:
+    if len(issame) < protocol_settings(config).num_folds:
       raise faces.FaceDataError(f'{name}: {len(issame)} pairs, fewer than '
-                                f'eval.num_folds={config.eval.num_folds}')
+                                f'num_folds={protocol_settings(config).num_folds}')
   return sets
 
 
@@ -123,9 +130,10 @@ def evaluate(predict_fn, state, val_sets, config):
   """{'<pack>_<metric>': value} over the validation packs."""
   out = {}
   for name, images, issame in val_sets:
-    embeddings = embed(predict_fn, state, images, config.eval.flip, config.eval.batch_size)
-    for k, v in verification.face_pack_metrics(embeddings, issame, config.eval.protocol,
-                                                config.eval.num_folds).items():
+    settings = protocol_settings(config)
+    embeddings = embed(predict_fn, state, images, settings.flip, settings.batch_size)
+    for k, v in verification.face_pack_metrics(embeddings, issame, settings.protocol,
+                                                settings.num_folds).items():
       out[f'{name}_{k}'] = v
   return out
 
@@ -152,10 +160,11 @@ class FacesTask:
   def validate(config, points):
     """Raises ConfigError where the face sections (data, model, eval, classifier
     sharding) cannot serve the sweep."""
-    del points
     faces.validate(config.data)
     models.validate(config.model, models.FACE_MODELS)
-    verification.validate_face_eval(config.eval)
+    evaluators.validate(config.evals, ('face_pairs',), points)
+    errors.check(len(config.evals) == 1, f'evals has {", ".join(config.evals)}: a face run '
+                 'takes one face_pairs evaluator')
     sharding.validate_classifier_shard(config.parallel, config.batch_size)
 
   def prepare(self, runtime, points):
@@ -190,7 +199,8 @@ class FacesTask:
     del point
     return {'model': describe_model(self.config), 'data_detail': self.detail,
             'num_train': len(self.source), 'num_classes': self.source.num_classes,
-            'protocol': self.config.eval.protocol, 'flip': self.config.eval.flip}
+            'protocol': protocol_settings(self.config).protocol,
+            'flip': protocol_settings(self.config).flip}
 
   def metric_columns(self, results):
     packs = [n for n, _, _ in self.val_sets]
@@ -220,7 +230,8 @@ class FaceRun:
     config = self.config = task.config
     self.task, self.point = task, point
     self.checkpoint_name = sweeps.run_name(point)
-    self.cadences = (config.eval.face_every,)
+    self.every = protocol_settings(config).every
+    self.cadences = (self.every,)
     size = models.input_size(config.model)
     head, regularizer = point['head'], point['regularizer']
     num_classes = task.source.num_classes
@@ -252,7 +263,7 @@ class FaceRun:
                     self.config)
 
   def begin(self, states, step):
-    return [self._evaluate(states) if step == 0 and self.config.eval.face_every else {}]
+    return [self._evaluate(states) if step == 0 and self.every else {}]
 
   def advance(self, states, step, num_steps):
     state = groups.member(states, 0)
@@ -272,7 +283,7 @@ class FaceRun:
     return groups.stack([state]), aux
 
   def observe(self, states, step):
-    due = step_lib.is_due(step, self.config.eval.face_every, self.config.num_steps)
+    due = step_lib.is_due(step, self.every, self.config.num_steps)
     self.scores = self._evaluate(states) if due else {}
     return [self.scores]
 

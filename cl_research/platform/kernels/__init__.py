@@ -14,8 +14,6 @@ import dataclasses
 import logging
 from typing import Callable
 
-
-
 from cl_research import errors
 from cl_research.core import kernels as seam
 
