@@ -9,6 +9,7 @@ import pytest
 from cl_research import configs
 from cl_research import data
 from cl_research.data import idx
+from cl_research.data import images
 from cl_research.engine import checks
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
@@ -81,10 +82,10 @@ def test_check_arrays_rejects_label_out_of_range():
 
 
 def test_random_shift_moves_each_image_by_at_most_the_bound_and_fills_with_zeros():
-  images = np.zeros((32, 28, 28, 1), np.uint8)
-  images[:, 14, 14] = 255  # one bright pixel in the middle
-  images[:, 0, 0] = 7  # and one in a corner, lost whenever the shift moves it out
-  out = np.asarray(data.random_shift(images, jax.random.key(0), 2))
+  batch = np.zeros((32, 28, 28, 1), np.uint8)
+  batch[:, 14, 14] = 255  # one bright pixel in the middle
+  batch[:, 0, 0] = 7  # and one in a corner, lost whenever the shift moves it out
+  out = np.asarray(images.random_shift(batch, jax.random.key(0), 2))
   offsets = set()
   for image in out:
     (y, x), = np.argwhere(image[..., 0] == 255)
@@ -93,7 +94,7 @@ def test_random_shift_moves_each_image_by_at_most_the_bound_and_fills_with_zeros
     assert set(np.unique(image)) <= {0, 7, 255} and (image == 7).sum() <= 1
   assert len(offsets) > 5  # each image draws its own offset
   assert (out[..., 0] == 7).sum() < 32  # some corners moved out, replaced by zeros
-  again = np.asarray(data.random_shift(images, jax.random.key(0), 2))
+  again = np.asarray(images.random_shift(batch, jax.random.key(0), 2))
   np.testing.assert_array_equal(out, again)
 
 
@@ -164,13 +165,13 @@ def test_any_tfds_dataset_trains_end_to_end_on_mock_data(monkeypatch, tmp_path):
 
 def test_images_are_brought_to_the_models_input_by_the_documented_rules():
   rgb = np.random.default_rng(0).integers(0, 256, (2, 100, 80, 3)).astype(np.uint8)
-  assert data.to_model_input(rgb).shape == (2, 64, 64, 3)  # larger than 64: to 64
-  assert data.to_model_input(rgb, channels=1, image_size=28).shape == (2, 28, 28, 1)
-  grey = data.to_model_input(rgb[:, :10, :10], channels=1)
+  assert images.to_model_input(rgb).shape == (2, 64, 64, 3)  # larger than 64: to 64
+  assert images.to_model_input(rgb, channels=1, image_size=28).shape == (2, 28, 28, 1)
+  grey = images.to_model_input(rgb[:, :10, :10], channels=1)
   np.testing.assert_allclose(grey[..., 0], rgb[:, :10, :10] @ [0.299, 0.587, 0.114], atol=0.5)
   small = rgb[:, :20, :20, :1]
-  assert data.to_model_input(small) is small  # as stored when small enough
-  assert data.to_model_input(small, channels=3).shape == (2, 20, 20, 3)
+  assert images.to_model_input(small) is small  # as stored when small enough
+  assert images.to_model_input(small, channels=3).shape == (2, 20, 20, 3)
 
 
 def test_a_tfds_dataset_not_prepared_offline_is_one_clear_error(monkeypatch, tmp_path):

@@ -30,15 +30,13 @@ import os
 import socket
 import urllib.parse
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 import tensorflow_datasets as tfds
 
 from cl_research import errors
 from cl_research import files
 from cl_research.data import idx
+from cl_research.data import images
 from cl_research.data.idx import DataError
 
 log = logging.getLogger(__name__)
@@ -46,7 +44,6 @@ log = logging.getLogger(__name__)
 DATASETS = ('mnist', 'fashion_mnist')  # the project's own builders; any tfds name works too
 DISPLAY_NAMES = {'mnist': 'MNIST', 'fashion_mnist': 'Fashion-MNIST'}
 SOURCES = ('auto', 'tfds', 'bundled')
-MAX_NATIVE_SIDE = 64  # larger images are resized to this unless data.image_size says
 TFDS_STORAGE = 'https://storage.googleapis.com'  # where tfds downloads prepared data from
 ORIGIN_FILE = 'cl_research_origin.txt'  # beside a prepared dataset: where its files came from
 
@@ -102,18 +99,6 @@ def known(name):
   """Whether `name` is one of the project's datasets or a tfds builder (`name/config`)."""
   return name in DATASETS or name.split('/')[0] in tfds.list_builders(
       with_community_datasets=False)
-
-
-def random_shift(images_BxHxWxC, key, max_shift):
-  """Each image moved by its own random whole-pixel offset in [-max_shift, max_shift]
-  along both axes, the uncovered border filled with 0 (MNIST's background). Runs inside
-  the compiled training step (`data.augment_shift`), so the images stay on the device."""
-  b, h, w, c = images_BxHxWxC.shape
-  m = max_shift
-  padded = jnp.pad(images_BxHxWxC, ((0, 0), (m, m), (m, m), (0, 0)))
-  offsets_Bx2 = jax.random.randint(key, (b, 2), 0, 2 * m + 1)
-  crop = lambda image, o: jax.lax.dynamic_slice(image, (o[0], o[1], 0), (h, w, c))
-  return jax.vmap(crop)(padded, offsets_Bx2)
 
 
 def network_reachable(url, timeout_s=3.0):
@@ -249,22 +234,6 @@ def stratified_subset(labels_N, size, seed):
   return np.sort(np.concatenate(chosen))
 
 
-def to_model_input(images_NxHxWxC, channels=0, image_size=0):
-  """The module docstring's two rules: channels, then size (bilinear, per image)."""
-  x = images_NxHxWxC[..., :3] if images_NxHxWxC.shape[-1] == 4 else images_NxHxWxC
-  if channels == 1 and x.shape[-1] == 3:
-    x = np.round(x @ np.array([0.299, 0.587, 0.114]))[..., None].clip(0, 255).astype(np.uint8)
-  elif channels == 3 and x.shape[-1] == 1:
-    x = np.repeat(x, 3, axis=-1)
-  h, w = x.shape[1:3]
-  size = image_size or (MAX_NATIVE_SIDE if max(h, w) > MAX_NATIVE_SIDE else 0)
-  if size and (h, w) != (size, size):
-    resized = [np.asarray(Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im)
-                          .resize((size, size), Image.BILINEAR)) for im in x]
-    x = np.stack(resized).reshape(len(x), size, size, x.shape[-1])
-  return x
-
-
 def _describe(config, source, route, builder=None):
   """(detail in words, folder read from or ''): provenance without machine paths."""
   if source == 'bundled':
@@ -304,7 +273,7 @@ def load(config):
   if config.num_test:
     keep = stratified_subset(test_labels, config.num_test, config.subset_seed)
     test_images, test_labels = test_images[keep], test_labels[keep]
-  convert = lambda x: to_model_input(x, config.channels, config.image_size)
+  convert = lambda x: images.to_model_input(x, config.channels, config.image_size)
   dataset = Dataset(name=config.name, source=source, detail=detail,
                     train_images=convert(train_images), train_labels=train_labels,
                     test_images=convert(test_images), test_labels=test_labels,
