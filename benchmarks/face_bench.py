@@ -1,7 +1,7 @@
 """python benchmarks/face_bench.py --depths 18,50 --dtypes float32,bfloat16
 
 Training images per second of the face backbones at 112x112: the real jitted
-`train.train_step` (iResNet, softmax + center loss over `--classes` identities, SGD),
+`step.train_step` (iResNet, softmax + center loss over `--classes` identities, SGD),
 timed over `--steps` steps after one that compiles, per depth and dtype in one process,
 so the numbers compare with each other. Prints one JSON line; docs/faces.md has the
 table of this machine's numbers.

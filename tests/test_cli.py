@@ -11,13 +11,11 @@ import pytest
 
 from cl_research import configs
 from cl_research import data
-from cl_research import outputs
 from cl_research.configs import sweeps
 from cl_research.data import idx
 from cl_research.engine import checks
-from cl_research.engine import experiment
 from cl_research.engine import loop
-from cl_research.evaluation import evaluators
+from cl_research.engine.tasks import digits
 from cl_research.launch import cli as run
 from tests.conftest import assert_png_drawn
 from tests.conftest import REPO
@@ -40,7 +38,7 @@ def test_sweep_smoke_end_to_end_through_the_cli(tmp_path):
   with open(workdir / 'summary.csv') as f:
     rows = list(csv.DictReader(f))
   assert len(rows) == 10
-  assert set(outputs.summary_columns(evaluators.metric_keys(configs.digits_config().evals))) == set(rows[0])
+  assert list(digits.DigitsTask(configs.digits_config()).summary_columns(rows)) == list(rows[0])
   assert {(float(r['lam']), int(r['feature_size'])) for r in rows} == {
       (lam, d) for lam in (0.0, 0.001, 0.01, 0.1, 1.0) for d in (2, 3)}
   for row in rows:

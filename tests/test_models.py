@@ -1,16 +1,11 @@
 """The models as their sources define them, and the core's independence of CPU tricks."""
 
-import ast
-import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from cl_research.core.models import lenets as models
-from tests.conftest import REPO
 
 
 def test_seed_cnn_is_the_keras_snippet_with_a_linear_convolution():

@@ -5,8 +5,7 @@ import importlib.util
 import os
 
 from cl_research import configs
-from cl_research import outputs
-from cl_research.evaluation import evaluators
+from cl_research.engine.tasks import digits
 from tests.conftest import REPO
 
 spec = importlib.util.spec_from_file_location(
@@ -16,7 +15,7 @@ spec.loader.exec_module(regenerate)
 
 
 def row(lam, seed, ratio, cosine, l2, alpha=0.5):
-  r = dict.fromkeys(outputs.summary_columns(evaluators.metric_keys(configs.digits_config().evals)), '')
+  r = dict.fromkeys(digits.DigitsTask(configs.digits_config()).summary_columns(()), '')
   r.update(name=f'lam={lam:g}_alpha={alpha:g}_d=2_seed={seed}', lam=str(lam),
            alpha=str(alpha), seed=str(seed), status='complete', test_intra_inter=str(ratio),
            test_accuracy='0.96', verification_accuracy=str(cosine),

@@ -11,6 +11,7 @@ from scipy import stats
 from cl_research import configs
 from cl_research import outputs
 from cl_research.engine import experiment
+from cl_research.engine.tasks import digits
 from cl_research.evaluation import evaluators
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
@@ -30,7 +31,8 @@ def test_three_seeds_write_statistics_equal_to_the_hand_computed_ones(tmp_path):
   by_setting = {r['lam']: r for r in read(tmp_path / 'summary_by_setting.csv')}
   comparisons = read(tmp_path / 'comparisons.csv')
   assert set(by_setting) == {'0.0', '0.5'}
-  expected_columns = {'n', 'diverged'} | {f'{m}_{s}' for m in outputs.metric_columns(evaluators.metric_keys(configs.digits_config().evals))
+  expected_columns = {'n', 'diverged'} | {f'{m}_{s}' for m in outputs.metric_columns(evaluators.metric_keys(configs.digits_config().evals),
+                                                                     digits.DigitsTask.trained)
                                           for s in ('mean', 'std', 'ci95_low', 'ci95_high')}
   assert expected_columns <= set(by_setting['0.5'])
   assert list(comparisons[0]) == ['metric', 'setting', 'baseline', 'n', 'mean_diff',

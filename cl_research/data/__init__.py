@@ -201,7 +201,7 @@ def _load_bundled(test_fraction):
 
 def resolve_source(config):
   """Decides where the data comes from, before any compute (`config` as validated by
-  `validation.validate`). Returns (source, builder, route)."""
+  `data.validate`). Returns (source, builder, route)."""
   if config.source == 'bundled':
     return 'bundled', None, None
   builder, route = _tfds_route(config)

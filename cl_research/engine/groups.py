@@ -17,7 +17,7 @@ from cl_research import errors
 from cl_research.core import models
 from cl_research.core import step as train
 from cl_research.data import device_batches as batches
-from cl_research.data import images
+from cl_research.data import images as image_ops
 from cl_research.platform import kernels as kernels_lib
 from cl_research.platform import sharding
 
@@ -49,7 +49,7 @@ def train_steps(setup, strategy, batch_size, augment_shift, mesh, num_steps, unr
     idx = batches.batch_of_epoch(perms[step // per_epoch - first_epoch], step, per_epoch, batch_size)
     batch = {'image': images[idx], 'label': labels[idx]}
     if augment_shift:
-      batch['image'] = images.random_shift(
+      batch['image'] = image_ops.random_shift(
           batch['image'], jax.random.fold_in(augment_key, step), augment_shift)
     return group_step(setup, strategy, states, sharding.shard_batch(batch, mesh), hparams)
 

@@ -148,6 +148,19 @@ class FacePairs:
     errors.check(settings.batch_size >= 1,
                  f'evals.{name}.batch_size={settings.batch_size!r} must be >= 1')
 
+  def __call__(self, settings, embed_images, val_sets):
+    """{'<pack>_<metric>': value} over `val_sets` [(name, images_2NxHxWx3 uint8,
+    issame_N)]; `embed_images(uint8 images) -> embeddings` runs the model."""
+    out = {}
+    for name, images, issame in val_sets:
+      own = embed_images(images)
+      flipped = embed_images(images[:, :, ::-1]) if settings.flip != 'none' else None
+      embeddings = verification.with_flip(own, flipped, settings.flip)
+      for k, v in verification.face_pack_metrics(embeddings, issame, settings.protocol,
+                                                  settings.num_folds).items():
+        out[f'{name}_{k}'] = v
+    return out
+
 
 EVALUATORS = {'clustering': Clustering(), 'pairs': Pairs(), 'openset': OpenSet(),
               'face_pairs': FacePairs()}

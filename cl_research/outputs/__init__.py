@@ -28,24 +28,23 @@ from cl_research.core import regularizers
 from cl_research.evaluation import statistics as analysis
 from cl_research.outputs import plots
 
-DESCRIPTION_COLUMNS = ('name', 'status', 'diverged_step', 'diverged_quantity', 'lam', 'alpha',
-                       'feature_size', 'seed', 'head', 'regularizer', 'scale', 'margin',
-                       'holdout', 'data_source', 'data_detail', 'num_train', 'num_test',
-                       'num_steps', 'dtype')
-TRAINING_COLUMNS = ('final_loss', 'final_softmax_loss', 'final_regularizer_loss',
-                    'clip_fraction', 'mean_grad_norm', 'max_grad_norm', 'wall_s')
+RUN_COLUMNS = ('name', 'status', 'diverged_step', 'diverged_quantity')
+LOSS_COLUMNS = ('final_loss', 'final_softmax_loss', 'final_regularizer_loss')
 
 
-def summary_columns(metric_keys):
-  """summary.csv's columns: what describes a run, the evaluators' `metric_keys`
-  (`evaluation.evaluators.metric_keys`), then how training went."""
-  return DESCRIPTION_COLUMNS + tuple(metric_keys) + TRAINING_COLUMNS
+def summary_columns(described, metric_keys, trained):
+  """summary.csv's columns, for every task: the run and its status, the swept values,
+  what the task says of its data and model (`described`), the steps and precision, the
+  evaluators' `metric_keys` (`evaluation.evaluators.metric_keys`), the last losses, what
+  the task records of training (`trained`) and the wall time."""
+  return (RUN_COLUMNS + sweeps.SWEEP_AXES + tuple(described) + ('num_steps', 'dtype') +
+          metric_columns(metric_keys, trained))
 
 
-def metric_columns(metric_keys):
+def metric_columns(metric_keys, trained):
   """The numbers of summary.csv that summary_by_setting.csv and comparisons.csv
   aggregate."""
-  return tuple(metric_keys) + TRAINING_COLUMNS
+  return tuple(metric_keys) + LOSS_COLUMNS + tuple(trained) + ('wall_s',)
 
 
 FINISHED = ('complete', 'diverged')
@@ -176,8 +175,8 @@ def elapsed_minutes(workdir):
           os.path.getmtime(workdir_file(workdir, 'config.json'))) / 60
 
 
-def write_summary(path, results, metric_keys):
-  write_csv(path, summary_columns(metric_keys), results)
+def write_summary(path, results, columns):
+  write_csv(path, columns, results)
 
 
 def write_seed_statistics(workdir, config, results, metrics):

@@ -11,9 +11,10 @@ import numpy as np
 
 from cl_research import configs
 from cl_research.core import losses
+from cl_research.core import step as train
 from cl_research.core.models import lenets as models
 from cl_research.platform import sharding
-from cl_research.core import step as train
+
 NUM_CLASSES, BATCH = 2 * losses.ONE_HOT_MAX_CLASSES + 2, 8  # Eq. 4 by gather and scatter
 
 

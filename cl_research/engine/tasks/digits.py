@@ -67,6 +67,8 @@ class DigitsTask:
   `data.num_train` leave."""
 
   outputs_made = 'grid.png'
+  described = ('data_source', 'data_detail', 'num_train', 'num_test')  # summary columns of
+  trained = ('clip_fraction', 'mean_grad_norm', 'max_grad_norm')  # describe_run, training_record
 
   def __init__(self, config, dataset=None):
     self.config = config
@@ -149,9 +151,9 @@ class DigitsTask:
     features_by_name = {r['name']: outputs.load_run(
         outputs.run_paths(workdir, r['name']))[1] for r in results}
     outputs.write_summary(outputs.workdir_file(workdir, 'summary.csv'), results,
-                          self.result_metrics)
+                          self.summary_columns(results))
     outputs.write_seed_statistics(workdir, self.config, results,
-                                  outputs.metric_columns(self.result_metrics))
+                                  outputs.metric_columns(self.result_metrics, self.trained))
     splits = {p['holdout'] for p in points}  # titles name held-out classes if one split
     shown = self.dataset.for_run(points[0]['holdout'] if len(splits) == 1 else (),
                                  self.config.data.num_train, self.config.data.subset_seed)
@@ -159,6 +161,10 @@ class DigitsTask:
     if self.config.figure:
       figures.FIGURES[self.config.figure](workdir, results, features_by_name, shown)
     log.info('data: %s', self.dataset.title)
+
+  def summary_columns(self, results):
+    del results
+    return outputs.summary_columns(self.described, self.result_metrics, self.trained)
 
   @staticmethod
   def table_columns(results):

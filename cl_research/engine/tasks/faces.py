@@ -30,17 +30,11 @@ from cl_research.data import stream
 from cl_research.data.faces import synthetic
 from cl_research.engine import groups
 from cl_research.evaluation import evaluators
-from cl_research.evaluation import verification
 from cl_research.outputs import plots
 from cl_research.platform import sharding
 
 log = logging.getLogger(__name__)
 
-SUMMARY_COLUMNS = ('name', 'status', 'diverged_step', 'diverged_quantity', 'head',
-                   'regularizer', 'lam', 'alpha', 'scale', 'margin', 'feature_size', 'seed',
-                   'model', 'dtype', 'data_detail', 'num_train', 'num_classes', 'num_steps')
-TAIL_COLUMNS = ('train_accuracy', 'final_loss', 'final_softmax_loss',
-                'final_regularizer_loss', 'images_per_s', 'wall_s')
 
 
 def open_source(data_config):
@@ -114,28 +108,21 @@ def load_val_sets(config):
   return sets
 
 
-def embed(predict_fn, state, images, flip, batch_size):
-  """Embeddings of uint8 images (and of their mirror images, joined per `flip`)."""
-  def run(uint8_images):
+def embedder(predict_fn, state, batch_size):
+  """uint8 images -> their float64 embeddings at `state`, in batches of `batch_size`."""
+  def embed_images(uint8_images):
     features, _ = step_lib.in_batches(
         lambda x: predict_fn(state.params, stream.normalize(x), state.batch_stats),
         uint8_images, batch_size)
     return features.astype(np.float64)
-  own = run(images)
-  return verification.with_flip(own, run(images[:, :, ::-1]) if flip != 'none' else None,
-                                flip)
+  return embed_images
 
 
 def evaluate(predict_fn, state, val_sets, config):
-  """{'<pack>_<metric>': value} over the validation packs."""
-  out = {}
-  for name, images, issame in val_sets:
-    settings = protocol_settings(config)
-    embeddings = embed(predict_fn, state, images, settings.flip, settings.batch_size)
-    for k, v in verification.face_pack_metrics(embeddings, issame, settings.protocol,
-                                                settings.num_folds).items():
-      out[f'{name}_{k}'] = v
-  return out
+  """{'<pack>_<metric>': value} of the run's `face_pairs` evaluator over the packs."""
+  settings = protocol_settings(config)
+  return evaluators.EVALUATORS['face_pairs'](
+      settings, embedder(predict_fn, state, settings.batch_size), val_sets)
 
 
 def describe_model(config):
@@ -150,6 +137,8 @@ class FacesTask:
 
   outputs_made = 'verification.png'
   result_metrics = ()  # the packs' metrics are named after the packs: `<pack>_<metric>`
+  described = ('model', 'data_detail', 'num_train', 'num_classes')  # summary columns of
+  trained = ('train_accuracy', 'images_per_s')  # describe_run and training_record
 
   def __init__(self, config, dataset=None):
     del dataset  # faces stream from `data.face_source`
@@ -202,17 +191,21 @@ class FacesTask:
             'protocol': protocol_settings(self.config).protocol,
             'flip': protocol_settings(self.config).flip}
 
-  def metric_columns(self, results):
+  def metric_keys(self, results):
+    """What the `face_pairs` evaluator returned: `<pack>_<metric>`, sorted."""
     packs = [n for n, _, _ in self.val_sets]
     return tuple(sorted({k for r in results for k in r
-                         if any(k.startswith(f'{n}_') for n in packs)})) + TAIL_COLUMNS
+                         if any(k.startswith(f'{n}_') for n in packs)}))
+
+  def summary_columns(self, results):
+    return outputs.summary_columns(self.described, self.metric_keys(results), self.trained)
 
   def write_summary(self, workdir, points, results):
     del points
-    metrics = self.metric_columns(results)
-    outputs.write_csv(outputs.workdir_file(workdir, 'summary.csv'),
-                      SUMMARY_COLUMNS + metrics, results)
-    outputs.write_seed_statistics(workdir, self.config, results, metrics)
+    outputs.write_summary(outputs.workdir_file(workdir, 'summary.csv'), results,
+                          self.summary_columns(results))
+    outputs.write_seed_statistics(workdir, self.config, results, outputs.metric_columns(
+        self.metric_keys(results), self.trained))
     plots.plot_face_verification(workdir, results, [n for n, _, _ in self.val_sets],
                                  outputs.workdir_file(workdir, 'verification.png'))
 

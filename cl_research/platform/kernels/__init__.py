@@ -10,9 +10,7 @@ a CPU backend when it builds, else XLA, with the reason logged and recorded in t
 run's metadata. GPU and TPU always use XLA.
 """
 
-import dataclasses
 import logging
-from typing import Callable
 
 from cl_research import errors
 from cl_research.core import kernels as seam
