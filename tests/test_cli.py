@@ -60,6 +60,16 @@ def test_sweep_smoke_end_to_end_through_the_cli(tmp_path):
 
 BAD_INPUTS = [
     (['--config', 'swep'], "unknown config 'swep'"),
+    (['--config', 'sweep:smoke', '--config.task=nope'], "task='nope' is not one of digits"),
+    (['--config', 'sweep:smoke', '--config.evals.verification.pairs=5'],
+     'evals.verification.pairs=5 must be 0 (off) or >= 20'),
+    (['--config', 'sweep:smoke', '--config.evals.openset.enrolment_images=0'],
+     'evals.openset.enrolment_images=0 must be >= 1'),
+    (['--config', 'sweep:smoke', '--config.data.face_source=rec'],  # a digits config has
+     "unknown config field 'data.face_source'"),  # no face fields, and the reverse
+    (['--config', 'face:smoke', '--config.grid=(1,2)'], "unknown config field 'grid'"),
+    (['--config', 'face:smoke', '--config.evals.verification.flip=bad'],
+     "evals.verification.flip='bad' is not one of sum, concat, none"),
     (['--config', 'sweep:smok'], "unknown config argument 'smok'"),
     (['--config', 'sweep:smoke', '--config.sweep.lamda=1'], 'lamda'),
     (['--config', 'sweep:smoke', '--config.sweep.lam=(0.1,-0.1)'], 'sweep.lam has -0.1'),
