@@ -167,9 +167,12 @@ EVALUATORS = {'clustering': Clustering(), 'pairs': Pairs(), 'openset': OpenSet()
 
 
 def entries(evals_config):
-  """[(name, evaluator, settings)] of `config.evals`, in its order."""
-  return [(name, EVALUATORS[settings.type], settings)
-          for name, settings in evals_config.items()]
+  """[(name, evaluator, settings)] of `config.evals`, in the registry's order of types
+  (then by name), so summary.csv's columns do not depend on how a config lists them."""
+  order = list(EVALUATORS)
+  return sorted(((name, EVALUATORS[settings.type], settings)
+                 for name, settings in evals_config.items()),
+                key=lambda e: (order.index(e[2].type), e[0]))
 
 
 def validate(evals_config, allowed, points):
