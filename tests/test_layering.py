@@ -91,3 +91,14 @@ def test_the_core_runs_without_the_cpu_machinery():
   out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True,
                        text=True, check=True).stdout
   assert out.strip() == '[]'
+
+
+def test_the_evaluation_package_re_exports_its_public_functions():
+  import cl_research.evaluation as evaluation  # pylint: disable=import-outside-toplevel
+  from cl_research.evaluation import statistics  # pylint: disable=import-outside-toplevel
+  from cl_research.evaluation import verification  # pylint: disable=import-outside-toplevel
+  for name in evaluation.__all__:
+    assert callable(getattr(evaluation, name)) or name == 'EVALUATORS', name
+  assert evaluation.insightface_protocol is verification.insightface_protocol
+  assert evaluation.paired_difference is statistics.paired_difference
+  assert set(evaluation.EVALUATORS) == {'clustering', 'pairs', 'openset', 'face_pairs'}

@@ -1,0 +1,40 @@
+"""What a run's features say: clustering, verification, open-set identification, and the
+statistics over seeds; the evaluators that `config.evals` names.
+
+The public functions, importable from here:
+  clustering     accuracy, clustering (intra/inter), knn_accuracy, silhouette,
+                 unit_vectors, intra_class_distances
+  verification   make_pairs, verification_protocol (LFW-style pairs of a split),
+                 insightface_protocol, eccv16_protocol (face packs), tar_at_far,
+                 equal_error_rate
+  openset        identification (rank-1 and DIR of held-out classes)
+  statistics     mean_interval, paired_difference, by_setting, comparisons
+  evaluators     EVALUATORS, metric_keys, run_evaluators
+"""
+
+from cl_research.evaluation.clustering import accuracy
+from cl_research.evaluation.clustering import clustering
+from cl_research.evaluation.clustering import intra_class_distances
+from cl_research.evaluation.clustering import knn_accuracy
+from cl_research.evaluation.clustering import silhouette
+from cl_research.evaluation.clustering import unit_vectors
+from cl_research.evaluation.evaluators import EVALUATORS
+from cl_research.evaluation.evaluators import metric_keys
+from cl_research.evaluation.evaluators import run as run_evaluators
+from cl_research.evaluation.openset import identification
+from cl_research.evaluation.statistics import by_setting
+from cl_research.evaluation.statistics import comparisons
+from cl_research.evaluation.statistics import mean_interval
+from cl_research.evaluation.statistics import paired_difference
+from cl_research.evaluation.verification import eccv16_protocol
+from cl_research.evaluation.verification import equal_error_rate
+from cl_research.evaluation.verification import evaluate as verification_protocol
+from cl_research.evaluation.verification import insightface_protocol
+from cl_research.evaluation.verification import make_pairs
+from cl_research.evaluation.verification import tar_at_far
+
+__all__ = ('EVALUATORS', 'accuracy', 'by_setting', 'clustering', 'comparisons',
+           'eccv16_protocol', 'equal_error_rate', 'identification', 'insightface_protocol',
+           'intra_class_distances', 'knn_accuracy', 'make_pairs', 'mean_interval',
+           'metric_keys', 'paired_difference', 'run_evaluators', 'silhouette', 'tar_at_far',
+           'unit_vectors', 'verification_protocol')
