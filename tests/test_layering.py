@@ -102,3 +102,6 @@ def test_the_evaluation_package_re_exports_its_public_functions():
   assert evaluation.insightface_protocol is verification.insightface_protocol
   assert evaluation.paired_difference is statistics.paired_difference
   assert set(evaluation.EVALUATORS) == {'clustering', 'pairs', 'openset', 'face_pairs'}
+  # a re-exported name never hides a submodule of the package
+  for name in ('clustering', 'evaluators', 'openset', 'statistics', 'verification'):
+    assert type(getattr(evaluation, name)).__name__ == 'module', name

@@ -2,7 +2,7 @@
 statistics over seeds; the evaluators that `config.evals` names.
 
 The public functions, importable from here:
-  clustering     accuracy, clustering (intra/inter), knn_accuracy, silhouette,
+  clustering     accuracy, clustering_metrics (intra/inter), knn_accuracy, silhouette,
                  unit_vectors, intra_class_distances
   verification   make_pairs, verification_protocol (LFW-style pairs of a split),
                  insightface_protocol, eccv16_protocol (face packs), tar_at_far,
@@ -13,7 +13,7 @@ The public functions, importable from here:
 """
 
 from cl_research.evaluation.clustering import accuracy
-from cl_research.evaluation.clustering import clustering
+from cl_research.evaluation.clustering import clustering as clustering_metrics
 from cl_research.evaluation.clustering import intra_class_distances
 from cl_research.evaluation.clustering import knn_accuracy
 from cl_research.evaluation.clustering import silhouette
@@ -33,7 +33,7 @@ from cl_research.evaluation.verification import insightface_protocol
 from cl_research.evaluation.verification import make_pairs
 from cl_research.evaluation.verification import tar_at_far
 
-__all__ = ('EVALUATORS', 'accuracy', 'by_setting', 'clustering', 'comparisons',
+__all__ = ('EVALUATORS', 'accuracy', 'by_setting', 'clustering_metrics', 'comparisons',
            'eccv16_protocol', 'equal_error_rate', 'identification', 'insightface_protocol',
            'intra_class_distances', 'knn_accuracy', 'make_pairs', 'mean_interval',
            'metric_keys', 'paired_difference', 'run_evaluators', 'silhouette', 'tar_at_far',
