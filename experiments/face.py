@@ -22,8 +22,8 @@ The settings for real data:
     5e-4 on every parameter, gradient clip 5, bfloat16 convolutions; 77,200 steps = 20
     epochs of CASIA-WebFace (494k images; set num_steps to 20 x images / batch for
     another pack); insightface's protocol with flipped embeddings summed.
-  * `eccv16`: the paper's Face-ResNet (112x96), softmax + center loss lambda 0.008,
-    alpha 0.5, batch 256, lr 0.1 x0.1 at 16k and 24k of 28k steps, momentum 0.9,
+  * `eccv16`: the paper's Face-ResNet (112x96), softmax + center loss lambda 0.008
+    (the Caffe release's value; the paper's text says 0.003), alpha 0.5, batch 256, lr 0.1 x0.1 at 16k and 24k of 28k steps, momentum 0.9,
     weight decay 5e-4; the ECCV16 protocol with flipped features concatenated.
 docs/faces.md: the formats, what each costs, and what has been run.
 """

@@ -36,6 +36,8 @@ def get_config(arg=None):
   config.sweep.feature_size = (2,)
   config.grid = ('regularizer', 'head')
   configs.apply_loss_family(config)
+  config.analysis.family = ('test_accuracy', 'test_intra_inter', 'test_angular_intra_inter',
+                            'verification_accuracy', 'verification_accuracy_l2')
   if 'smoke' in tokens:
     configs.apply_smoke(config)
   return config

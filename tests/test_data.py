@@ -142,22 +142,23 @@ def test_num_train_is_taken_after_held_out_classes_are_removed():
 @pytest.mark.e2e
 def test_any_tfds_dataset_trains_end_to_end_on_mock_data(monkeypatch, tmp_path):
   """A tfds dataset that is not MNIST: colour 32x32 images brought to grey, its own
-  classes, two held out; tfds' mock data stands in for the download."""
+  classes, three held out; tfds' mock data stands in for the download."""
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
 
   from cl_research.engine import experiment  # pylint: disable=import-outside-toplevel
   monkeypatch.setattr(data, 'network_reachable', lambda url: True)
   config = tiny_config(**{'data.name': 'cifar10', 'data.source': 'tfds', 'data.channels': 1,
                           'data.data_dir': str(tmp_path / 'tfds'), 'data.num_train': 0,
-                          'data.num_test': 0, 'data.holdout_classes': (8, 9),
-                          'evals.verification.pairs': 20, 'evals.openset.enrolment_images': 2})
+                          'data.num_test': 0, 'data.holdout_classes': (7, 8, 9),
+                          'evals.verification.pairs': 20, 'evals.openset.enrolment_images': 2,
+                          'evals.openset.unknown_classes': 1})
   checks.validate(config)
   with tfds.testing.mock_data(num_examples=80, policy=tfds.testing.MockPolicy.USE_CODE):
     whole = data.load(config.data)
     results = experiment.train_and_evaluate(config, str(tmp_path / 'run'), dataset=whole)
   ds = data.for_config(whole, config.data)
   assert ds.image_shape == (32, 32, 1) and ds.num_classes == 10
-  assert not set(ds.train_labels.tolist()) & {8, 9}
+  assert not set(ds.train_labels.tolist()) & {7, 8, 9}
   (result,) = results
   assert result['status'] == 'complete' and result['num_train'] == len(ds.train_labels)
   assert result['openset_rank1'] is not None and result['verification_accuracy'] is not None

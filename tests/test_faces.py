@@ -233,13 +233,13 @@ def separable_pairs(n=600, d=16, noise=0.3):
 
 @pytest.mark.parametrize('protocol', verification.PROTOCOLS)
 def test_the_face_protocols_score_separable_pairs_high_and_noise_at_chance(protocol):
-  emb, same = separable_pairs()
+  emb, same = separable_pairs(n=24_000)  # 12,000 negatives: FAR 1e-3 can be estimated
   good = verification.face_pack_metrics(emb, same, protocol)
   noise = verification.face_pack_metrics(RNG.normal(size=emb.shape), same, protocol)
   assert good['accuracy'] > 0.97
-  assert abs(noise['accuracy'] - 0.5) < 0.06
+  assert abs(noise['accuracy'] - 0.5) < 0.02
   tar = 'val_at_far_1e-3' if protocol == 'insightface' else 'tar_at_far_1e-3'
-  assert good[tar] > 0.5 and noise[tar] < 0.1
+  assert good[tar] > 0.5 and noise[tar] < 0.01
 
 
 def test_insightface_threshold_search_matches_a_direct_count():

@@ -41,7 +41,8 @@ def test_face_synthetic_end_to_end_through_the_cli(tmp_path):
   for row in rows.values():
     assert row['status'] == 'complete'
     assert 0 <= float(row['synthetic_accuracy']) <= 1
-    assert 0 <= float(row['synthetic_val_at_far_1e-3']) <= 1
+    # 100 pairs: their few dozen negatives cannot estimate VAL at FAR 1e-3 (needs 10,000)
+    assert row['synthetic_val_at_far_1e-3'] == '' and 0 < int(row['synthetic_val_negatives']) < 100
     assert 0 <= float(row['synthetic_accuracy_std']) <= 0.5
     result = json.loads((workdir / 'runs' / row['name'] / 'result.json').read_text())
     assert result['num_classes'] == 8 and result['flip'] == 'sum'

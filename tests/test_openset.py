@@ -11,6 +11,7 @@ import pytest
 from sklearn import metrics as sk_metrics
 
 from cl_research.evaluation import openset
+from cl_research.evaluation import statistics as analysis
 from cl_research.evaluation import verification
 from tests.conftest import REPO
 
@@ -24,32 +25,62 @@ def circle_features(classes, per_class=20, noise=0.05, seed=0):
 
 
 def test_identification_of_separable_unseen_classes_is_perfect():
-  features, labels = circle_features(10)
-  out = openset.identification(features, labels, unseen=[6, 7, 8, 9], k=5)
-  assert out['openset_rank1'] == 1.0 and out['openset_dir_at_far_1e-2'] == 1.0
-  assert out['openset_mated_probes'] == 4 * 15 and out['openset_nonmated_probes'] == 6 * 20
+  features, labels = circle_features(10, per_class=600)
+  out = openset.identification(features, labels, holdout=(5, 6, 7, 8, 9), num_unknown=2, k=5)
+  assert out['openset_rank1'] == 1.0 and out['openset_dir_at_fpir_1e-2'] == 1.0
+  assert out['openset_dir_at_fpir_1e-2_known_unknowns'] == 1.0
+  # non-mated: the two unknown classes' images; known unknowns: the five trained classes'
+  assert out['openset_nonmated_probes'] == 2 * 600
+  assert out['openset_nonmated_probes_known_unknowns'] == 5 * 600
 
 
-def test_dir_counts_only_mated_probes_above_the_non_mated_threshold():
-  """Two unseen classes (near 0 and at 90 degrees) and a seen class at 45 degrees: a mated
-  probe is detected only if its own template is its best and it beats the score of every
-  seen-class probe (FAR 1e-2 of 200 identical non-mated probes lets none through)."""
+def angle_features(degrees):
+  return np.stack([np.cos(np.radians(degrees)), np.sin(np.radians(degrees))], 1)
+
+
+def test_dir_lets_floor_of_fpir_times_n_non_mated_probes_through():
+  """1,000 non-mated probes with distinct scores at FPIR 1e-2: exactly 10 reach the
+  threshold (a quantile with method='higher' lets 9 through), and DIR counts the mated
+  probes above it."""
   rng = np.random.default_rng(0)
-  angle = lambda a: np.stack([np.cos(np.radians(a)), np.sin(np.radians(a))], 1)
-  features = np.concatenate([angle(rng.uniform(0, 50, 25)), angle(np.full(25, 90.0)),
-                             angle(np.full(200, 45.0))])
-  labels = np.r_[np.zeros(25, int), np.ones(25, int), np.full(200, 2)]
-  out = openset.identification(features, labels, unseen=[0, 1], k=5, seed=0)
-  enrol, mated = openset.enrolment_split(labels, [0, 1], 5, 0)
-  templates = np.stack([features[enrol[c]].mean(0) for c in (0, 1)])
-  templates /= np.linalg.norm(templates, axis=1, keepdims=True)
-  nonmated_score = (angle(np.array([45.0])) @ templates.T).max()
-  scores = features[mated] @ templates.T
-  correct = scores.argmax(1) == labels[mated]
-  detected = correct & (scores.max(1) > nonmated_score)
-  assert out['openset_rank1'] == pytest.approx(correct.mean())
-  assert out['openset_dir_at_far_1e-2'] == pytest.approx(detected.mean())
-  assert 0 < detected.mean() < correct.mean()  # the threshold bites
+  gallery = angle_features(np.array([0.0, 180.0]))
+  nonmated = angle_features(rng.permutation(np.linspace(30, 80, 1000)))  # distinct scores
+  mated = angle_features(rng.uniform(-60, 60, 300))
+  probes = np.concatenate([mated, nonmated])
+  labels = np.r_[np.zeros(300, int), np.full(1000, 7)]
+  out = openset.open_set_identification(gallery, [0, 1], probes, labels, fpir=1e-2)
+  scores = probes @ gallery.T
+  accepted = scores[300:].max(1) >= out['threshold']
+  assert accepted.sum() == 10
+  assert out['dir_at_fpir'] == pytest.approx(np.mean(scores[:300, 0] >= out['threshold']))
+  assert out['rank1'] == 1.0 and 0 < out['dir_at_fpir'] < 1
+  assert out['nonmated_probes'] == 1000 and out['mated_probes'] == 300
+
+
+def test_dir_is_not_reported_where_the_non_mated_probes_cannot_estimate_it():
+  """100 non-mated probes at FPIR 1e-2 would rest on one of them: NaN, rank-1 still."""
+  gallery = angle_features(np.array([0.0, 180.0]))
+  probes = np.concatenate([angle_features(np.full(20, 5.0)), angle_features(np.full(100, 90.0))])
+  labels = np.r_[np.zeros(20, int), np.full(100, 3)]
+  out = openset.open_set_identification(gallery, [0, 1], probes, labels, fpir=1e-2)
+  assert np.isnan(out['dir_at_fpir']) and np.isnan(out['threshold']) and out['rank1'] == 1.0
+  out = openset.open_set_identification(gallery, [0, 1], probes, labels, fpir=1e-1)
+  assert out['dir_at_fpir'] == 1.0  # 10 of 100 may pass: estimable
+
+
+def test_unknown_unknowns_and_known_unknowns_are_separate_numbers():
+  """Trained classes kept far from the templates, unknown classes close to them: the
+  DIR against unknown unknowns is the lower one (the trained classes flatter it)."""
+  rng = np.random.default_rng(0)
+  parts = [angle_features(rng.normal(a, s, 600)) for a, s in (
+      (0, 2), (120, 2), (240, 2),  # enrolled classes 0, 1, 2
+      (10, 5), (130, 5),  # unknown classes 3, 4: near the templates
+      (60, 1), (180, 1), (300, 1))]  # trained classes 5, 6, 7: between them
+  features = np.concatenate(parts)
+  labels = np.repeat(np.arange(8), 600)
+  out = openset.identification(features, labels, holdout=(0, 1, 2, 3, 4), num_unknown=2)
+  assert out['openset_dir_at_fpir_1e-2'] < out['openset_dir_at_fpir_1e-2_known_unknowns']
+  assert out['openset_rank1'] == 1.0
 
 
 def test_equal_error_rate_and_roc_grid_against_sklearn():
@@ -77,11 +108,18 @@ def test_openset_smoke_end_to_end_through_the_cli(tmp_path):
   with open(workdir / 'summary.csv') as f:
     rows = list(csv.DictReader(f))
   assert len(rows) == 2 * 2 * 3  # splits x seeds x settings
-  assert {r['holdout'] for r in rows} == {'6,7,8,9', '0,1,2,3'}
+  assert {r['holdout'] for r in rows} == {'5,6,7,8,9', '0,1,2,3,4'}
   for r in rows:
     assert r['openset_rank1'] != '' and r['verification_eer'] != ''
   with open(workdir / 'comparisons.csv') as f:
-    baselines = {r['baseline'] for r in csv.DictReader(f)}
+    comparisons = list(csv.DictReader(f))
+  baselines = {r['baseline'] for r in comparisons}
   assert any('regularizer=none' in b and 'head=' not in b for b in baselines)
+  for r in comparisons:
+    assert r['verdict'] in analysis.VERDICTS and r['p_holm'] != '' or r['verdict'] == 'n/a'
+    assert r['finished'] == r['baseline_finished'] == '2' and r['diverged'] == '0'
+    assert r['baseline_diverged'] == r['excluded_pairs'] == '0'
+  assert {r['family'] for r in comparisons} >= {'declared', 'verification_eer'}
+  assert any(r['mde'] != '' for r in comparisons)
   for name in ('roc.png', 'summary_by_setting.csv'):
     assert os.path.getsize(workdir / name) > 0

@@ -13,6 +13,7 @@ from cl_research import outputs
 from cl_research.engine import experiment
 from cl_research.engine.tasks import digits
 from cl_research.evaluation import evaluators
+from cl_research.evaluation import statistics as analysis
 from tests.conftest import synthetic_dataset
 from tests.conftest import tiny_config
 
@@ -35,8 +36,15 @@ def test_three_seeds_write_statistics_equal_to_the_hand_computed_ones(tmp_path):
                                                                      digits.DigitsTask.trained)
                                           for s in ('mean', 'std', 'ci95_low', 'ci95_high')}
   assert expected_columns <= set(by_setting['0.5'])
-  assert list(comparisons[0]) == ['metric', 'setting', 'baseline', 'n', 'mean_diff',
-                                  'ci95_low', 'ci95_high', 'p_value']
+  assert tuple(comparisons[0]) == analysis.COMPARISON_COLUMNS
+  for r in comparisons:  # both sides' counts, a verdict of the five
+    assert (r['finished'], r['diverged'], r['baseline_finished'], r['baseline_diverged'],
+            r['excluded_pairs']) == ('3', '0', '3', '0', '0')
+    assert r['verdict'] in analysis.VERDICTS
+  family = [r for r in comparisons if r['family'] == 'declared']
+  assert {r['metric'] for r in family} == set(config.analysis.family)
+  np.testing.assert_allclose([float(r['p_holm']) for r in family],
+                             analysis.holm([float(r['p_value']) for r in family]))
   for lam in ('0.0', '0.5'):
     row = by_setting[lam]
     assert row['n'] == '3' and row['diverged'] == '0'
@@ -58,6 +66,8 @@ def test_three_seeds_write_statistics_equal_to_the_hand_computed_ones(tmp_path):
     half = stats.t.ppf(0.975, 2) * (a - b).std(ddof=1) / math.sqrt(3)
     assert math.isclose(float(c['ci95_high']), (a - b).mean() + half, rel_tol=1e-9)
     assert math.isclose(float(c['p_value']), stats.ttest_rel(a, b).pvalue, rel_tol=1e-9)
+    sd = (a - b).std(ddof=1)
+    assert math.isclose(float(c['mde']), analysis.minimum_detectable_effect(sd, 3), rel_tol=1e-9)
 
 
 @pytest.mark.e2e

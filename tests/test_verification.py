@@ -35,8 +35,8 @@ def test_pairs_restricted_to_held_out_classes():
 
 
 def test_perfectly_separable_features_give_100_percent():
-  features, labels = separable_features()
-  out, _ = verification.evaluate(features, labels, num_pairs=1000)
+  features, labels = separable_features(n_per_class=100)
+  out, _ = verification.evaluate(features, labels, num_pairs=20_000)  # 10,000 negatives
   assert out['verification_accuracy'] == 1.0
   assert out['verification_auc'] == 1.0
   assert out['verification_tar_at_far_1e-3'] == 1.0
@@ -101,7 +101,99 @@ def test_pairs_use_every_pair_when_asked_for_all_and_refuse_more():
     verification.make_pairs(labels, 14, seed=1)
 
 
-def test_tar_at_far_reports_the_level_the_pairs_support():
-  features, labels = separable_features()
-  out, _ = verification.evaluate(features, labels, num_pairs=400)
+def test_tar_at_far_is_reported_only_where_the_negatives_can_estimate_it():
+  """3,000 negative pairs allow 3 false accepts at FAR 1e-3 (empty) and 30 at 1e-2."""
+  features, labels = separable_features(n_per_class=100)
+  out, _ = verification.evaluate(features, labels, num_pairs=6000)
   assert out['verification_tar_at_far_1e-2'] == 1.0
+  assert np.isnan(out['verification_tar_at_far_1e-3'])
+  assert verification.estimable(1e-3, 10_000) and not verification.estimable(1e-3, 9_999)
+
+
+def test_tar_at_far_keeps_the_operating_points_at_tied_scores():
+  """20 score levels, each shared by one positive and one negative pair (a straight
+  diagonal of the ROC curve), above 480 positives and 980 negatives: at FAR 1e-2 (10 of
+  1,000 negatives) the exact TAR is 10 / 500. roc_curve's default drop_intermediate
+  removes the collinear points and reads 0."""
+  levels = np.linspace(10, 5, 20)
+  scores = np.r_[levels, levels, np.full(480, 1.0), np.full(980, 0.0)]
+  same = np.r_[np.ones(20, bool), np.zeros(20, bool), np.ones(480, bool), np.zeros(980, bool)]
+  assert verification.tar_at_far(scores, same, 1e-2) == pytest.approx(10 / 500)
+
+
+def insightface_calculate_val(thresholds, embeddings1, embeddings2, actual_issame, far_target,
+                              nrof_folds=10):
+  """insightface's `eval/verification.py` calculate_val, transcribed line by line, with
+  `interpolate.interp1d(far_train, thresholds, kind='slinear')` as SciPy <= 1.8 builds it
+  (interp1d sorts x stably, then make_interp_spline(k=1) returns the B-spline with knots
+  r_[x[0], x, x[-1]] and coefficients y: written here with scipy's BSpline)."""
+  from scipy import interpolate  # pylint: disable=g-import-not-at-top
+  from sklearn.model_selection import KFold  # pylint: disable=g-import-not-at-top
+
+  def calculate_val_far(threshold, dist, actual_issame):
+    predict_issame = np.less(dist, threshold)
+    true_accept = np.sum(np.logical_and(predict_issame, actual_issame))
+    false_accept = np.sum(np.logical_and(predict_issame, np.logical_not(actual_issame)))
+    n_same = np.sum(actual_issame)
+    n_diff = np.sum(np.logical_not(actual_issame))
+    return float(true_accept) / float(n_same), float(false_accept) / float(n_diff)
+
+  def interp1d_slinear_scipy18(x, y):
+    ind = np.argsort(x, kind='mergesort')
+    x, y = x[ind], y[ind]
+    return interpolate.BSpline(np.r_[x[0], x, x[-1]], y, 1)
+
+  nrof_pairs = min(len(actual_issame), embeddings1.shape[0])
+  nrof_thresholds = len(thresholds)
+  k_fold = KFold(n_splits=nrof_folds, shuffle=False)
+  val = np.zeros(nrof_folds)
+  far = np.zeros(nrof_folds)
+  diff = np.subtract(embeddings1, embeddings2)
+  dist = np.sum(np.square(diff), 1)
+  indices = np.arange(nrof_pairs)
+  for fold_idx, (train_set, test_set) in enumerate(k_fold.split(indices)):
+    far_train = np.zeros(nrof_thresholds)
+    for threshold_idx, threshold in enumerate(thresholds):
+      _, far_train[threshold_idx] = calculate_val_far(threshold, dist[train_set],
+                                                      actual_issame[train_set])
+    if np.max(far_train) >= far_target:
+      f = interp1d_slinear_scipy18(far_train, thresholds)
+      threshold = f(far_target)
+    else:
+      threshold = 0.0
+    val[fold_idx], far[fold_idx] = calculate_val_far(threshold, dist[test_set],
+                                                     actual_issame[test_set])
+  return np.mean(val), np.std(val), np.mean(far)
+
+
+@pytest.mark.parametrize('seed', range(3))
+def test_insightface_val_equals_insightfaces_calculate_val(seed):
+  """Random 6,000-pair packs (128-D, same-identity pairs a noisy copy; VAL 0.3 to 0.6):
+  VAL, its std and the FAR reached equal the transcription to 1e-9. Anchoring the
+  interpolation at the lowest threshold of a flat FAR stretch misses by up to 3 points
+  on these packs."""
+  from sklearn import preprocessing  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  same = np.repeat(rng.permutation(np.r_[np.ones(300, bool), np.zeros(300, bool)])[None],
+                   10, axis=0).ravel()
+  left = rng.normal(size=(6000, 128))
+  noise = (3 + 0.5 * seed) * rng.normal(size=(6000, 128))  # VAL about 0.6 to 0.3
+  right = np.where(same[:, None], left + noise, rng.normal(size=(6000, 128)))
+  emb = np.empty((12000, 128))
+  emb[0::2], emb[1::2] = left, right
+  unit = preprocessing.normalize(emb)
+  val, val_std, far = insightface_calculate_val(np.arange(0, 4, 0.001), unit[0::2], unit[1::2],
+                                                same, 1e-3)
+  got = verification.insightface_protocol(emb, same)
+  assert got['val_at_far_1e-3'] == pytest.approx(val, abs=1e-9)
+  assert got['val_std'] == pytest.approx(val_std, abs=1e-9)
+  assert got['far'] == pytest.approx(far, abs=1e-9)
+  assert got['val_negatives'] == 2700 and not verification.estimable(1e-3, 2700)
+
+
+def test_slinear_anchors_a_flat_stretch_at_its_highest_threshold():
+  far = np.array([0.0, 0.0, 0.1, 0.1, 0.1, 0.5])
+  thresholds = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+  assert verification.slinear(far, thresholds, 0.1) == 4.0  # the last of the stretch
+  assert verification.slinear(far, thresholds, 0.3) == pytest.approx(4.5)  # from (0.1, 4)
+  assert verification.slinear(far, thresholds, 0.05) == pytest.approx(1.5)  # from (0, 1)

@@ -91,6 +91,11 @@ def shared_config():
   # With several seeds, each setting is compared, paired by seed, with the same setting
   # at each of these values (comparisons.csv): 'lam=0', 'regularizer=none', 'head=softmax'
   c.analysis.baseline = ('lam=0',)
+  # The metrics whose comparisons form one family: their p-values are Holm-adjusted
+  # together (every other metric is a family of its own); cl_research/evaluation/statistics.py
+  c.analysis.family = ()
+  # Equivalence margins per metric (TOST): a difference within +-margin is `equivalent`
+  c.analysis.margins = ml_collections.ConfigDict()
 
   # Evaluators, big_vision style: NAME: {type, settings} (cl_research.evaluation.evaluators)
   c.evals = ml_collections.ConfigDict()
@@ -143,8 +148,19 @@ def digits_config():
       {'type': 'clustering', 'knn_k': 5, 'silhouette_samples': 2000})
   c.evals.verification = ml_collections.ConfigDict(  # LFW-style pairs of the test split
       {'type': 'pairs', 'pairs': 6000, 'seed': 0})  # 0 pairs: off
-  c.evals.openset = ml_collections.ConfigDict(  # held-out classes: the mean of
-      {'type': 'openset', 'enrolment_images': 5, 'seed': 0})  # enrolment_images per class
+  c.evals.openset = ml_collections.ConfigDict({  # held-out classes (openset.py):
+      'type': 'openset', 'enrolment_images': 5,  # the mean of this many per class enrolled,
+      'unknown_classes': 2,  # the last 2 held-out classes never enrolled: non-mated probes
+      'fpir': 1e-2, 'seed': 0})
+
+  c.analysis.family = ('test_accuracy', 'test_intra_inter', 'verification_accuracy',
+                       'verification_accuracy_l2')
+  c.analysis.margins = ml_collections.ConfigDict({  # 1 point of an accuracy or a rate
+      m: 0.01 for m in ('test_accuracy', 'train_accuracy', 'test_knn_accuracy',
+                        'verification_accuracy', 'verification_accuracy_l2',
+                        'verification_tar_at_far_1e-2', 'verification_tar_at_far_1e-2_l2',
+                        'openset_rank1', 'openset_dir_at_fpir_1e-2',
+                        'openset_dir_at_fpir_1e-2_known_unknowns')})
 
   c.parallel.group_strategy = 'auto'  # runs of a group: 'vmap', 'map' (lax.map), 'unroll'
   c.parallel.shard = 'auto'  # 'model' axis of a group, 'batch' of a lone run, 'none', 'auto'

@@ -8,6 +8,7 @@ from cl_research.core import losses
 from cl_research.core import optim
 from cl_research.core import step
 from cl_research.engine import tasks
+from cl_research.evaluation import statistics
 from cl_research.platform import kernels
 from cl_research.platform import sharding
 
@@ -19,6 +20,7 @@ def validate(config):
   losses.validate(points)
   step.validate_centers(config)
   optim.validate(config.optimizer)
+  statistics.validate(config.analysis)
   kernels.validate(config.model)
   sharding.validate(config.parallel)
   errors.check(config.checkpoint_every >= 0,

@@ -10,11 +10,14 @@ The digits evaluators score a finished run's features (`FinishedFeatures`):
   clustering  accuracy, intra/inter (also of the directions), k-NN accuracy, silhouette
   pairs       LFW-style verification pairs from the test split (held-out classes only
               where there are some), cosine and Euclidean
-  openset     open-set identification of held-out classes (runs without held-out
-              classes have none)
+  openset     open-set identification: enrolled held-out classes against unknown ones
+              (held out and not enrolled) and, in its own column, against the trained
+              classes (runs without held-out classes have none)
 The faces task scores validation packs during training:
   face_pairs  insightface's or ECCV16's protocol on each pack, every `every` steps;
-              its keys are `<pack>_<metric>`, named after the packs.
+              its keys are `<pack>_<metric>`, named after the packs. VAL (TAR) at FAR
+              1e-3 is left empty where the pack's negatives cannot estimate it
+              (`verification.estimable`); `<pack>_val_negatives` says how many there were.
 """
 
 import dataclasses
@@ -109,24 +112,35 @@ class Pairs:
 
 
 class OpenSet:
-  """Open-set identification of the held-out classes: the mean of `enrolment_images`
-  seeded images per class is its template."""
-  settings = ('enrolment_images', 'seed')
+  """Open-set identification of the held-out classes (`openset.identification`): the
+  last `unknown_classes` of them are never enrolled and give the non-mated probes; each
+  other one is enrolled with the mean of `enrolment_images` seeded images."""
+  settings = ('enrolment_images', 'unknown_classes', 'fpir', 'seed')
 
   def keys(self, settings):
-    del settings
-    return ('openset_rank1', 'openset_dir_at_far_1e-2')
+    name = openset.fpir_name(settings.fpir)
+    return ('openset_rank1', f'openset_dir_at_fpir_{name}',
+            f'openset_dir_at_fpir_{name}_known_unknowns', 'openset_nonmated_probes',
+            'openset_nonmated_probes_known_unknowns')
 
   def validate(self, name, settings, points):
-    del points
     errors.check(settings.enrolment_images >= 1, f'evals.{name}.enrolment_images='
                  f'{settings.enrolment_images!r} must be >= 1')
+    errors.check(0 < settings.fpir < 1, f'evals.{name}.fpir={settings.fpir!r} must be in (0, 1)')
+    unknown = settings.unknown_classes
+    errors.check(unknown >= 1, f'evals.{name}.unknown_classes={unknown!r} must be >= 1')
+    for held_out in {tuple(p['holdout']) for p in points if len(set(p['holdout'])) > 1}:
+      errors.check(len(set(held_out)) >= unknown + 2,
+                   f'held-out classes {held_out!r}: open-set identification needs at least '
+                   f'{unknown + 2} (2 enrolled + evals.{name}.unknown_classes={unknown} never '
+                   f'enrolled); hold out more classes or lower unknown_classes')
 
   def __call__(self, settings, f):
     if not f.holdout_classes:
       return {}
     return openset.identification(f.test_features, f.test_labels, f.holdout_classes,
-                                  k=settings.enrolment_images, seed=settings.seed)
+                                  settings.unknown_classes, k=settings.enrolment_images,
+                                  seed=settings.seed, fpir=settings.fpir)
 
 
 class FacePairs:
@@ -156,8 +170,12 @@ class FacePairs:
       own = embed_images(images)
       flipped = embed_images(images[:, :, ::-1]) if settings.flip != 'none' else None
       embeddings = verification.with_flip(own, flipped, settings.flip)
-      for k, v in verification.face_pack_metrics(embeddings, issame, settings.protocol,
-                                                  settings.num_folds).items():
+      numbers = verification.face_pack_metrics(embeddings, issame, settings.protocol,
+                                               settings.num_folds)
+      if 'val_negatives' in numbers and not verification.estimable(
+          1e-3, numbers['val_negatives']):
+        numbers['val_at_far_1e-3'] = numbers['val_std'] = float('nan')  # empty cells
+      for k, v in numbers.items():
         out[f'{name}_{k}'] = v
     return out
 

@@ -3,8 +3,15 @@
 A fixed, seeded set of pairs (half same class, half different), cosine similarity of
 the deep features, and accuracy with the threshold chosen by 10-fold cross-validation:
 for each fold the threshold that maximises accuracy on the other nine folds is applied
-to the held-out fold. Also ROC AUC and TAR at FAR = 1e-3 (scikit-learn), which need no
-threshold.
+to the held-out fold. Also ROC AUC, the equal error rate and TAR at FAR 1e-2 and 1e-3
+(scikit-learn), which need no threshold.
+
+A rate at a false accept rate f is read off the ROC curve with every operating point kept
+(`drop_intermediate=False`: the default drops points at tied scores and can misread the
+rate) and reported only where the pairs can estimate it: at least
+`MIN_FALSE_ACCEPTS` negative pairs would be accepted (f x negatives >= 10). Below that
+the rate rests on a handful of pairs (at FAR 1e-3 over 3,000 negatives, on the 3 highest)
+and is NaN, an empty cell in summary.csv.
 """
 
 import numpy as np
@@ -15,6 +22,20 @@ from sklearn.model_selection import StratifiedKFold
 from cl_research.evaluation import clustering as metrics
 
 FAR_GRID = np.logspace(-3, 0, 31)  # where ROC curves are kept, to average over seeds
+MIN_FALSE_ACCEPTS = 10  # a rate at FAR f needs f x negatives >= this many false accepts
+
+
+def estimable(rate, num_negatives):
+  """Whether `num_negatives` negatives (impostor pairs, non-mated probes) can estimate a
+  rate at false accept rate `rate`: at least MIN_FALSE_ACCEPTS of them would be accepted.
+  (The small tolerance keeps 1e-3 x 10,000 = 9.999... from failing.)"""
+  return rate * num_negatives >= MIN_FALSE_ACCEPTS - 1e-9
+
+
+def roc_curve(same, scores):
+  """(fpr, tpr) with every operating point kept, tied scores included."""
+  fpr, tpr, _ = sk_metrics.roc_curve(same, scores, drop_intermediate=False)
+  return fpr, tpr
 
 
 def _unique_pairs(draw, count, num_available, enumerate_all, rng):
@@ -127,11 +148,14 @@ def kfold_accuracy(scores, same, num_folds=10):
 
 
 def tar_at_far(scores, same, far=1e-3):
-  """True accept rate at the largest false accept rate not above `far`. With N negative
-  pairs it is decided by the far * N highest-scoring ones: 3 of 3,000 at FAR 1e-3."""
-  fpr, tpr, _ = sk_metrics.roc_curve(same, scores)
-  ok = fpr <= far
-  return float(tpr[ok].max()) if ok.any() else 0.0
+  """True accept rate at the largest false accept rate not above `far`: the share of
+  positive pairs scoring above the threshold that accepts at most floor(far x N) of the N
+  negative pairs. NaN where the negatives cannot estimate it (`estimable`)."""
+  same = np.asarray(same, bool)
+  if not estimable(far, np.sum(~same)):
+    return float('nan')
+  fpr, tpr = roc_curve(same, scores)
+  return float(tpr[fpr <= far].max())
 
 
 def roc_on_grid(fpr, tpr, grid=FAR_GRID):
@@ -153,7 +177,7 @@ def equal_error_rate(fpr, tpr):
 
 def score_metrics(scores, same, num_folds=10, suffix=''):
   """Every number of the protocol for one kind of score (higher = more alike)."""
-  fpr, tpr, _ = sk_metrics.roc_curve(same, scores)
+  fpr, tpr = roc_curve(same, scores)
   accuracies, _ = kfold_accuracy(scores, same, num_folds)
   out = {'accuracy': float(accuracies.mean()), 'accuracy_std': float(accuracies.std()),
          'auc': float(sk_metrics.roc_auc_score(same, scores)),
@@ -213,42 +237,72 @@ def _val_far(threshold, dist, same):
   return val, far
 
 
+def slinear(x_sorted, y, x_new):
+  """`scipy.interpolate.interp1d(x, y, kind='slinear')(x_new)` as SciPy <= 1.8 computes it
+  for a nondecreasing `x` with repeated values (insightface's FAR curve is flat over
+  many thresholds; SciPy >= 1.9 refuses repeated x). SciPy <= 1.8 builds the degree-1
+  B-spline with knots (x_0, x_0, ..., x_{n-1}, x_{n-1}) and coefficients y, whose value on
+  the last nonempty knot interval [x_l, x_{l+1}) holding x_new is linear from
+  (x_l, y_l) to (x_{l+1}, y_{l+1}): within a flat stretch, l is its *last* index, so
+  the interpolation anchors at the highest y (threshold) of the stretch. Written out
+  here because no maintained SciPy computes it."""
+  x_sorted, y = np.asarray(x_sorted, float), np.asarray(y, float)
+  l = np.searchsorted(x_sorted, x_new, side='right') - 1
+  if not 0 <= l < len(x_sorted):
+    raise ValueError(f'{x_new} is outside [{x_sorted[0]}, {x_sorted[-1]}]')
+  if l == len(x_sorted) - 1 or x_sorted[l] == x_new:
+    return float(y[l])
+  t = (x_new - x_sorted[l]) / (x_sorted[l + 1] - x_sorted[l])
+  return float(y[l] + t * (y[l + 1] - y[l]))
+
+
+INSIGHTFACE_ACCURACY_THRESHOLDS = np.arange(0, 4, 0.01)
+INSIGHTFACE_VAL_THRESHOLDS = np.arange(0, 4, 0.001)
+
+
 def insightface_protocol(embeddings_2NxD, issame_N, num_folds=10, far_target=1e-3):
-  """insightface's `verification.evaluate`: L2-normalised embeddings, squared distance,
-  thresholds `arange(0, 4, 0.01)`; per fold the accuracy-best threshold of the other
-  folds (the first on ties), and VAL at FAR `far_target` with the threshold
-  interpolated linearly in the other folds' FAR (0 where they never reach it).
-  Returns accuracy, its std over the folds, VAL, its std and the FAR reached."""
+  """insightface's `verification.evaluate`, number for number: L2-normalised embeddings,
+  squared distance, unshuffled folds of consecutive pairs. Accuracy: per fold the
+  accuracy-best threshold of the other folds on `arange(0, 4, 0.01)` (the first on ties).
+  VAL at FAR `far_target`: per fold, the other folds' FAR at each threshold of
+  `arange(0, 4, 0.001)`, the threshold interpolated in it as `interp1d(far, thresholds,
+  kind='slinear')` of SciPy <= 1.8 does (`slinear`; 0 where the other folds never reach
+  the target), applied to the fold. Returns accuracy, its std over the folds, VAL, its
+  std, the mean FAR reached, and `val_negatives`, the fewest negative pairs a threshold
+  was fit on: VAL is an estimate only where `estimable(far_target, val_negatives)` (LFW's
+  6,000 pairs give 2,700: not at 1e-3); insightface reports it regardless, and so does
+  this function, so that it stays comparable with insightface's printout."""
   emb = metrics.unit_vectors(embeddings_2NxD)
   dist = np.sum((emb[0::2] - emb[1::2]) ** 2, axis=1)
   same = np.asarray(issame_N, bool)
-  thresholds = np.arange(0, 4, 0.01)
-  accuracies, vals, fars = [], [], []
+  acc_thresholds, val_thresholds = INSIGHTFACE_ACCURACY_THRESHOLDS, INSIGHTFACE_VAL_THRESHOLDS
+  accuracies, vals, fars, negatives = [], [], [], []
   for train_idx, test_idx in consecutive_folds(len(same), num_folds):
-    accept_TxP, train_same = dist[train_idx] < thresholds[:, None], same[train_idx]
-    best = thresholds[int(np.argmax(np.mean(accept_TxP == train_same, axis=1)))]
+    train_dist, train_same = dist[train_idx], same[train_idx]
+    accept_TxP = train_dist < acc_thresholds[:, None]
+    best = acc_thresholds[int(np.argmax(np.mean(accept_TxP == train_same, axis=1)))]
     accuracies.append(np.mean((dist[test_idx] < best) == same[test_idx]))
-    train_far = np.sum(accept_TxP & ~train_same, axis=1) / max(np.sum(~train_same), 1)
-    if train_far.max() >= far_target:
-      # FAR rises with the threshold; np.interp over its distinct values (the lowest
-      # threshold reaching each) is insightface's interp1d(kind='slinear')
-      far_values, first = np.unique(train_far, return_index=True)
-      threshold = float(np.interp(far_target, far_values, thresholds[first]))
-    else:
-      threshold = 0.0
+    # FAR at every threshold: the share of negatives whose distance lies below it
+    negative_dist = np.sort(train_dist[~train_same])
+    train_far = np.searchsorted(negative_dist, val_thresholds, side='left') / max(
+        len(negative_dist), 1)
+    negatives.append(len(negative_dist))
+    threshold = (slinear(train_far, val_thresholds, far_target)
+                 if train_far.max() >= far_target else 0.0)
     val, far = _val_far(threshold, dist[test_idx], same[test_idx])
     vals.append(val)
     fars.append(far)
   return {'accuracy': float(np.mean(accuracies)), 'accuracy_std': float(np.std(accuracies)),
           'val_at_far_1e-3': float(np.mean(vals)), 'val_std': float(np.std(vals)),
-          'far': float(np.mean(fars))}
+          'far': float(np.mean(fars)), 'val_negatives': int(min(negatives))}
 
 
 def eccv16_protocol(features_2NxD, issame_N, num_folds=10):
   """The ECCV16 / SphereFace LFW evaluation: per fold, the other folds' mean feature is
   subtracted, features L2-normalised, cosine scores, and the threshold is the mean of
   the accuracy-best of 20,001 thresholds over [-1, 1] on the other folds. Also TAR at
-  FAR 1e-3 over all pairs by cosine (no folds). Returns accuracy, its std, that TAR."""
+  FAR 1e-3 over all pairs by cosine (no folds; NaN where the negatives cannot estimate
+  it, `tar_at_far`). Returns accuracy, its std, that TAR."""
   features = np.asarray(features_2NxD, np.float64)
   same = np.asarray(issame_N, bool)
   thresholds = np.linspace(-1, 1, 20001)

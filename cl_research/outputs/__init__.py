@@ -182,7 +182,9 @@ def write_summary(path, results, columns):
 def write_seed_statistics(workdir, config, results, metrics):
   """With more than one seed: `summary_by_setting.csv` (each setting's mean, std and 95%
   interval over seeds of each of `metrics`) and `comparisons.csv` (each setting against
-  its baselines, `analysis.baseline`, paired by seed). Returns the files written."""
+  its baselines, `analysis.baseline`, paired by seed, with the verdicts of
+  `evaluation.statistics`: Holm over `analysis.family`, TOST at `analysis.margins`).
+  Returns the files written."""
   if len({r['seed'] for r in results}) < 2:
     return []
   rows = analysis.by_setting(results, SETTING_AXES, metrics)
@@ -191,10 +193,9 @@ def write_seed_statistics(workdir, config, results, metrics):
   write_csv(workdir_file(workdir, 'summary_by_setting.csv'), columns, rows)
   compared = [row for baseline in config.analysis.baseline for row in analysis.comparisons(
       results, SETTING_AXES, metrics, baseline, label=sweeps.describe_point,
-      resolve=lambda p: sweeps.resolve(config, p))]
-  write_csv(workdir_file(workdir, 'comparisons.csv'),
-            ['metric', 'setting', 'baseline', 'n', 'mean_diff', 'ci95_low', 'ci95_high',
-             'p_value'], compared)
+      resolve=lambda p: sweeps.resolve(config, p), margins=dict(config.analysis.margins))]
+  analysis.adjust(compared, tuple(config.analysis.family))
+  write_csv(workdir_file(workdir, 'comparisons.csv'), analysis.COMPARISON_COLUMNS, compared)
   return ['summary_by_setting.csv', 'comparisons.csv']
 
 

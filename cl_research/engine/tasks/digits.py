@@ -29,6 +29,7 @@ from cl_research.engine import groups
 from cl_research.evaluation import clustering
 from cl_research.evaluation import digits as digits_eval
 from cl_research.evaluation import evaluators
+from cl_research.evaluation import statistics
 from cl_research.outputs import figures
 from cl_research.outputs import plots
 from cl_research.platform import sharding
@@ -86,6 +87,8 @@ class DigitsTask:
     models.validate(config.model, models.DIGITS_MODELS)
     groups.validate(config.parallel)
     evaluators.validate(config.evals, ('clustering', 'pairs', 'openset'), points)
+    statistics.validate(config.analysis, outputs.metric_columns(
+        evaluators.metric_keys(config.evals), DigitsTask.trained))
     sharding.validate_shard(config.parallel)
     sweeps.validate_grid(config)
     errors.check(config.snapshot_every >= 0,
