@@ -3,7 +3,7 @@
 Regenerates docs/openset.md and its figures: runs the `openset` experiment on MNIST and on
 Fashion-MNIST (each 60 runs: 2 splits x 2 feature sizes x 5 settings x 3 seeds, pinned
 one-core processes), then writes the page from each workdir's summary_by_setting.csv and
-comparisons.csv. About 40 minutes on 2 CPU cores; needs `python -m cl_research.data.fetch
+comparisons.csv. About 22 minutes on 2 CPU cores; needs `python -m cl_research.data.fetch
 mnist` and Debian's `dataset-fashion-mnist` (or tfds online).
 
   python docs/openset_page.py --skip-training     # rebuild the page from existing runs

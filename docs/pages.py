@@ -56,6 +56,9 @@ def mde_range(comparisons, scale=1):
 
 def by_verdict(labelled):
   """'higher for a, b; inconclusive for c': [(label, comparison)] grouped by verdict."""
+  verdicts = {c['verdict'] for _, c in labelled}
+  if len(verdicts) == 1 and len(labelled) > 2:
+    return f'{verdicts.pop()} for all {len(labelled)} compared'
   parts = []
   for v in VERDICTS:
     names = [label for label, c in labelled if c['verdict'] == v]

@@ -22,7 +22,7 @@ paired by seed); docs/openset.md is made from them (`python docs/openset_page.py
 
 from cl_research import configs
 
-SUMMARY = 'open-set verification and identification, 60 runs on 2 splits x 2 sizes: ~20 min'
+SUMMARY = 'open-set verification and identification, 60 runs on 2 splits x 2 sizes: ~11 min'
 ARGS = {'mnist': 'MNIST (the default)', 'fashion_mnist': 'Fashion-MNIST',
         'smoke': 'seconds, a tiny net (tests)'}
 

@@ -1,5 +1,5 @@
-"""What a run's features say: clustering, verification, open-set identification, and the
-statistics over seeds; the evaluators that `config.evals` names.
+"""What a run's features say: clustering, verification, open-set identification,
+retrieval, and the statistics over seeds; the evaluators that `config.evals` names.
 
 The public functions, importable from here:
   clustering     accuracy, clustering_metrics (intra/inter), knn_accuracy, silhouette,
@@ -9,6 +9,7 @@ The public functions, importable from here:
                  equal_error_rate, estimable (can the negatives estimate a rate?)
   openset        open_set_identification (rank-1 and DIR at an FPIR of any gallery and
                  probes), identification (the held-out digits' three groups of classes)
+  retrieval      retrieval_metrics (MAP@R, R-precision, precision@1)
   statistics     mean_interval, paired_comparison, holm, minimum_detectable_effect,
                  by_setting, comparisons
   evaluators     EVALUATORS, metric_keys, run_evaluators
@@ -25,6 +26,7 @@ from cl_research.evaluation.evaluators import metric_keys
 from cl_research.evaluation.evaluators import run as run_evaluators
 from cl_research.evaluation.openset import identification
 from cl_research.evaluation.openset import open_set_identification
+from cl_research.evaluation.retrieval import retrieval_metrics
 from cl_research.evaluation.statistics import by_setting
 from cl_research.evaluation.statistics import comparisons
 from cl_research.evaluation.statistics import holm
@@ -43,5 +45,5 @@ __all__ = ('EVALUATORS', 'accuracy', 'by_setting', 'clustering_metrics', 'compar
            'eccv16_protocol', 'equal_error_rate', 'estimable', 'holm', 'identification',
            'insightface_protocol', 'intra_class_distances', 'knn_accuracy', 'make_pairs',
            'mean_interval', 'metric_keys', 'minimum_detectable_effect', 'open_set_identification',
-           'paired_comparison', 'run_evaluators', 'silhouette', 'tar_at_far', 'unit_vectors',
+           'paired_comparison', 'retrieval_metrics', 'run_evaluators', 'silhouette', 'tar_at_far', 'unit_vectors',
            'verification_protocol')
