@@ -2,6 +2,7 @@
 split, deterministic generation."""
 
 import numpy as np
+import pytest
 
 from cl_research.data import ndigit
 
@@ -45,3 +46,19 @@ def test_images_spell_their_number_from_the_right_split_and_repeat():
   again = ndigit.make(*train, *test, num_digits=2, seed=3, train_total=7000, test_total=1000)
   np.testing.assert_array_equal(again['train'][0], images)
   np.testing.assert_array_equal(again['test'][1], test_labels)
+
+
+def test_class_disjoint_splits_partition_the_training_classes():
+  from cl_research.data import splits  # pylint: disable=import-outside-toplevel
+  seen, unseen = ndigit.split_numbers(2, seed=0)
+  split = splits.make(seen, unseen, num_folds=4, seed=1)
+  assert sorted(c for f in split.folds for c in f) == sorted(split.train)
+  assert {len(f) for f in split.folds} <= {17, 18} and not set(split.train) & set(split.test)
+  trained, scored = split.fold(2)
+  assert set(trained) | set(scored) == set(split.train) and not set(trained) & set(scored)
+  assert split == splits.make(seen, unseen, num_folds=4, seed=1)  # seeded
+  assert splits.halves(196) == (tuple(range(98)), tuple(range(98, 196)))
+  with pytest.raises(ValueError, match='overlap'):
+    splits.make((1, 2, 3), (3, 4), 2, 0)
+  with pytest.raises(ValueError, match=r'num_folds=5 must be in \[2, 3\]'):
+    splits.make((1, 2, 3), (4,), 5, 0)
