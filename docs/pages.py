@@ -76,6 +76,8 @@ def how_to_read(n_seeds, family_size, margin_text):
       f"comparisons, is below 0.05; `equivalent` when instead the difference lies within "
       f"{margin_text} (two one-sided tests, Holm-adjusted); `inconclusive` when neither "
       "holds, which means the runs cannot tell, not that there is no effect; `n/a` where "
-      "fewer than two pairs finished or the differences do not vary. The minimum detectable "
+      "fewer than two pairs finished or the differences do not vary. The intervals are each "
+      "comparison's own (not adjusted), so an interval that excludes 0 can still carry "
+      "`inconclusive`. The minimum detectable "
       "effect (MDE) is the difference a comparison would find 4 times in 5 at the observed "
       "seed-to-seed spread, before the correction.")
