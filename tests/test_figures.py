@@ -11,6 +11,7 @@ import nbformat
 import pytest
 
 from cl_research.configs import sweeps
+from cl_research.evaluation import verification
 from cl_research.launch import cli as run
 from tests.conftest import assert_png_drawn
 from tests.conftest import REPO
@@ -63,10 +64,15 @@ def test_fig3_has_the_papers_lambdas_metrics_and_feature_evolution(figure_runs):
   rows = summary(workdir)
   assert sorted(float(r['lam']) for r in rows) == [0.001, 0.01, 0.1, 1.0]
   assert_png_drawn(workdir / 'fig3.png', 600, 400)
+  config, _, _ = run.parse(['x', '--config', 'fig3:mnist,smoke'])
+  negatives = config.evals.verification.pairs // 2
   for r in rows:
     for key in ('test_knn_accuracy', 'test_silhouette', 'verification_accuracy',
-                'verification_auc', 'verification_tar_at_far_1e-3'):
+                'verification_auc'):
       assert r[key] != '', key
+    for far in (1e-2, 1e-3):  # a TAR is written exactly where the negatives can estimate it
+      value = r[f'verification_tar_at_far_{far:.0e}'.replace('e-0', 'e-')]
+      assert (value != '') == verification.estimable(far, negatives), (far, negatives, value)
     assert 0 <= float(r['test_knn_accuracy']) <= 1
     run_dir = workdir / 'runs' / r['name']
     assert_png_drawn(run_dir / 'intra_hist.png')
