@@ -46,12 +46,13 @@ def cell(c, scale=1, digits=3):
 
 def mde_range(comparisons, scale=1):
   """'1.2 to 7.9': the smallest and largest minimum detectable effect of `comparisons`
-  (in the units of `scale`)."""
+  (in the units of `scale`); one number where they agree."""
   values = [abs(scale * number(c['mde'])) for c in comparisons
             if not math.isnan(number(c['mde']))]
   if not values:
     return 'not computable'
-  return f'{min(values):.2g} to {max(values):.2g}'
+  low, high = f'{min(values):.2g}', f'{max(values):.2g}'
+  return low if low == high else f'{low} to {high}'
 
 
 def by_verdict(labelled):

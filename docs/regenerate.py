@@ -8,7 +8,7 @@ runs' summary.csv files. Every curve and every comparison is over seeds 0, 1 and
 (Fig. 5 (b), which the page draws no conclusion from, over seed 0), and every config
 trains in pinned one-core processes (each has at least two groups of runs), so a run
 that two figures share gives the same numbers in both; the script checks that and
-stops if not. About 45 minutes on 2 CPU cores.
+stops if not. About 25 minutes on 2 CPU cores (the page states the time its runs took).
 
   python docs/regenerate.py --skip-training      # rebuild the page from existing runs
   python docs/regenerate.py --skip-training --redraw   # and draw their figures again
@@ -297,15 +297,16 @@ def main():
                          detail=rows['fig2'][0]['data_detail']))
   with open(os.path.join(DOCS, 'reproduction.md'), 'w') as f:
     compared = page_comparisons(sections)
-    f.write(PAGE_HEAD + conclusion(compared) +
+    total = sum(sum(s['minutes'].values()) for s in sections)
+    f.write(PAGE_HEAD.format(minutes=total) + conclusion(compared) +
             ''.join(section(s, compared[s['dataset']]) for s in sections) + PAGE_TAIL)
   print('wrote', os.path.join(DOCS, 'reproduction.md'))
 
 
 PAGE_HEAD = """# Reproducing ECCV16 Figures 2, 3 and 5
 
-This page is written by `python docs/regenerate.py` (about 45 minutes on 2 CPU cores);
-every number and figure on it comes from the runs that command makes. The right-hand
+This page is written by `python docs/regenerate.py` (its runs took {minutes:.0f} minutes on 2 CPU
+cores); every number and figure on it comes from the runs that command makes. The right-hand
 images are the published figures of Wen, Zhang, Li, Qiao, *A Discriminative Feature
 Learning Approach for Deep Face Recognition*, ECCV 2016 (copied in `docs/paper/`).
 
