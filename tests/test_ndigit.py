@@ -62,3 +62,44 @@ def test_class_disjoint_splits_partition_the_training_classes():
     splits.make((1, 2, 3), (3, 4), 2, 0)
   with pytest.raises(ValueError, match=r'num_folds=5 must be in \[2, 3\]'):
     splits.make((1, 2, 3), (4,), 5, 0)
+
+
+def test_ndigit_mnist_loads_with_its_unseen_numbers_held_out():
+  from cl_research import data  # pylint: disable=import-outside-toplevel
+  from tests.conftest import tiny_config  # pylint: disable=import-outside-toplevel
+  config = tiny_config(**{'data.name': 'ndigit_mnist', 'data.source': 'bundled',
+                          'data.num_test': 0, 'data.ndigit_train_images': 7000,
+                          'data.ndigit_test_images': 10_000})
+  ds = data.load(config.data)
+  seen, unseen = ndigit.split_numbers(2, 0)
+  assert ds.num_classes == 100 and ds.class_names[7] == '07'
+  assert ds.holdout_classes == tuple(unseen) and ds.image_shape == (28, 56, 1)
+  assert set(ds.train_labels.tolist()) == set(seen.tolist()) and len(ds.train_labels) == 7000
+  assert set(ds.test_labels.tolist()) == set(range(100))
+  assert '2-digit numbers composed from MNIST' in ds.detail
+  run = data.for_config(ds, config.data)
+  assert run.holdout_classes == tuple(unseen)
+
+
+@pytest.mark.e2e
+def test_ndigit_mnist_trains_end_to_end_through_the_cli(tmp_path):
+  import csv  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+
+  from tests.conftest import REPO  # pylint: disable=import-outside-toplevel
+  proc = subprocess.run(
+      [sys.executable, '-m', 'cl_research.run', '--config', 'sweep:smoke',
+       '--config.data.name=ndigit_mnist', '--config.data.source=bundled',
+       '--config.data.ndigit_train_images=7000', '--config.data.num_test=2000',
+       '--config.sweep.lam=(0.0, 0.1)', '--config.sweep.feature_size=(2,)',
+       '--workdir', str(tmp_path / 'nd')],
+      cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  with open(tmp_path / 'nd' / 'summary.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert len(rows) == 2 and all(r['status'] == 'complete' for r in rows)
+  for r in rows:  # pairs and identification of the 30 unseen numbers
+    assert r['holdout'] == '' and r['verification_accuracy'] != ''
+    assert r['openset_rank1'] != '' and int(r['openset_nonmated_probes']) > 0
+    assert '30 unseen' in r['data_detail']

@@ -139,6 +139,10 @@ def digits_config():
   c.data.image_size = 0  # 0: as stored up to 64 px, else 64; N: N x N
   c.data.holdout_classes = ()  # open-set: removed from training, verification pairs only
   c.data.augment_shift = 0  # training images moved by up to this many pixels; 0: off
+  c.data.num_digits = 2  # ndigit_mnist: digits per image (2: 100 numbers, 3: 1,000)
+  c.data.ndigit_seed = 0  # which 70% of the numbers train (cl_research.data.ndigit)
+  c.data.ndigit_train_images = 100_000  # images of the training numbers, in total
+  c.data.ndigit_test_images = 10_000  # of all numbers (>= 100 per number either way)
 
   c.model.name = 'lenets_pp'
   c.model.channels = (32, 64, 128)

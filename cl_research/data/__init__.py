@@ -12,6 +12,10 @@ dataset (`kmnist`, `emnist/balanced`, `cifar10`, `omniglot`, `lfw`, ...). Source
                           reachable; otherwise bundled, said loudly in logs and outputs
   fashion_mnist  tfds     the builder `cl_fashion_mnist`, from `data.manual_dir`, Debian's
                           `dataset-fashion-mnist` folder, or a download (no bundled copy)
+  ndigit_mnist   (as mnist) n-digit MNIST (`cl_research.data.ndigit`): images of
+                          `data.num_digits` MNIST digits side by side, the number the
+                          class; composed from MNIST as `data.source` gives it, its unseen
+                          numbers held out of training (the dataset's `holdout_classes`)
   any other      tfds     tfds' own builder: prepared under `data.data_dir`, or downloaded
                           and prepared when the network is reachable (many of tfds' own
                           builders need TensorFlow to prepare; reading needs none)
@@ -37,12 +41,15 @@ from cl_research import errors
 from cl_research import files
 from cl_research.data import idx
 from cl_research.data import images
+from cl_research.data import ndigit
 from cl_research.data.idx import DataError
 
 log = logging.getLogger(__name__)
 
 DATASETS = ('mnist', 'fashion_mnist')  # the project's own builders; any tfds name works too
-DISPLAY_NAMES = {'mnist': 'MNIST', 'fashion_mnist': 'Fashion-MNIST'}
+NDIGIT = 'ndigit_mnist'  # composed from MNIST (cl_research.data.ndigit)
+DISPLAY_NAMES = {'mnist': 'MNIST', 'fashion_mnist': 'Fashion-MNIST',
+                 NDIGIT: 'n-digit MNIST'}
 SOURCES = ('auto', 'tfds', 'bundled')
 TFDS_STORAGE = 'https://storage.googleapis.com'  # where tfds downloads prepared data from
 ORIGIN_FILE = 'cl_research_origin.txt'  # beside a prepared dataset: where its files came from
@@ -89,15 +96,16 @@ class Dataset:
   def title(self):
     """The data in words, for plot titles and logs: 'MNIST, official files (cl_research.data.fetch)
     via tfds, 10,000 train / 10,000 test'."""
-    held_out = (f', classes {", ".join(map(str, self.holdout_classes))} held out of training'
-                if self.holdout_classes else '')
+    held = self.holdout_classes
+    held_out = (f', classes {", ".join(map(str, held))} held out of training' if 0 < len(held) <= 10
+                else f', {len(held)} classes held out of training' if held else '')
     return (f'{DISPLAY_NAMES.get(self.name, self.name)}, {self.detail}, '
             f'{len(self.train_labels):,} train / {len(self.test_labels):,} test{held_out}')
 
 
 def known(name):
   """Whether `name` is one of the project's datasets or a tfds builder (`name/config`)."""
-  return name in DATASETS or name.split('/')[0] in tfds.list_builders(
+  return name in DATASETS + (NDIGIT,) or name.split('/')[0] in tfds.list_builders(
       with_community_datasets=False)
 
 
@@ -254,10 +262,35 @@ def _describe(config, source, route, builder=None):
   return f'{origin} via tfds', route
 
 
+def _load_ndigit(config):
+  """n-digit MNIST composed from MNIST (loaded as `config.source` says): train images of
+  the training numbers from MNIST's training digits, test images of every number from
+  its test digits, the unseen numbers as the dataset's held-out classes."""
+  digits_config = config.copy_and_resolve_references()
+  with digits_config.unlocked():
+    digits_config.name, digits_config.num_test = 'mnist', 0
+    digits_config.channels, digits_config.image_size = 0, 0
+  base = load(digits_config)
+  n = config.num_digits
+  made = ndigit.make(base.train_images, base.train_labels, base.test_images,
+                     base.test_labels, n, seed=config.ndigit_seed,
+                     train_total=config.ndigit_train_images,
+                     test_total=config.ndigit_test_images)
+  detail = (f'{n}-digit numbers composed from MNIST ({base.detail}), numbers split with '
+            f'seed {config.ndigit_seed}: {len(made["seen"])} training, '
+            f'{len(made["unseen"])} unseen')
+  return made, detail, base.source
+
+
 def load(config):
   """Loads `config.name` per `config.source` (see the module docstring): the whole train
   split and the test split (`num_test` of it), as the model takes them. `Dataset.for_run`
   then holds classes out and keeps `num_train` of the train split."""
+  if config.name == NDIGIT:
+    made, detail, source = _load_ndigit(config)
+    return _dataset(config, source, detail, made['train'], made['test'],
+                    tuple(f'{k:0{config.num_digits}d}' for k in range(10 ** config.num_digits)),
+                    holdout_classes=made['unseen'])
   source, builder, route = resolve_source(config)
   detail, location = _describe(config, source, route, builder)
   names = idx.BUILDERS[config.name].CLASS_NAMES if config.name in DATASETS else None
@@ -269,7 +302,14 @@ def load(config):
     arrays = _load_bundled(config.test_fraction)
   else:
     arrays, names = _load_tfds(builder, route, detail, config.test_fraction)
-  (train_images, train_labels), (test_images, test_labels) = arrays['train'], arrays['test']
+  return _dataset(config, source, detail, arrays['train'], arrays['test'], tuple(names),
+                  location=location)
+
+
+def _dataset(config, source, detail, train, test, names, **fields):
+  """The Dataset of both splits, `num_test` of the test split kept, images brought to
+  the model's input."""
+  (train_images, train_labels), (test_images, test_labels) = train, test
   if config.num_test:
     keep = stratified_subset(test_labels, config.num_test, config.subset_seed)
     test_images, test_labels = test_images[keep], test_labels[keep]
@@ -277,7 +317,7 @@ def load(config):
   dataset = Dataset(name=config.name, source=source, detail=detail,
                     train_images=convert(train_images), train_labels=train_labels,
                     test_images=convert(test_images), test_labels=test_labels,
-                    class_names=tuple(names), location=location)
+                    class_names=names, **fields)
   log.info('data: %s', dataset.title)
   return dataset
 
@@ -295,7 +335,12 @@ def validate(config, points):
   errors.check(known(d.name), f'data.name={d.name!r} is not one of {", ".join(DATASETS)} or '
                'a tensorflow-datasets name (kmnist, cifar10, ...)')
   errors.check_choice(d.source, 'data.source', SOURCES)
-  errors.check(d.source != 'bundled' or d.name == 'mnist',
+  if d.name == NDIGIT:
+    errors.check(d.num_digits in (1, 2, 3), f'data.num_digits={d.num_digits!r} is not one '
+                 'of 1, 2, 3 (10, 100, 1,000 numbers)')
+    for name in ('ndigit_train_images', 'ndigit_test_images'):
+      errors.check(d[name] >= 1, f'data.{name}={d[name]!r} must be >= 1')
+  errors.check(d.source != 'bundled' or d.name in ('mnist', NDIGIT),
                f'data.source=bundled exists only for mnist, not {d.name!r}; use '
                'data.source=auto or tfds')
   for name in ('num_train', 'num_test', 'subset_seed'):

@@ -13,6 +13,8 @@ The digits evaluators score a finished run's features (`FinishedFeatures`):
   openset     open-set identification: enrolled held-out classes against unknown ones
               (held out and not enrolled) and, in its own column, against the trained
               classes (runs without held-out classes have none)
+  retrieval   MAP@R, R-precision, precision@1 of the held-out classes (metric learning's
+              retrieval protocol)
 The faces task scores validation packs during training:
   face_pairs  insightface's or ECCV16's protocol on each pack, every `every` steps;
               its keys are `<pack>_<metric>`, named after the packs. VAL (TAR) at FAR
@@ -27,6 +29,7 @@ import numpy as np
 from cl_research import errors
 from cl_research.evaluation import clustering
 from cl_research.evaluation import openset
+from cl_research.evaluation import retrieval
 from cl_research.evaluation import verification
 
 
@@ -143,6 +146,27 @@ class OpenSet:
                                   seed=settings.seed, fpir=settings.fpir)
 
 
+class Retrieval:
+  """MAP@R, R-precision and precision@1 (`retrieval.retrieval_metrics`) of the test
+  split's held-out classes against themselves (all test classes where none are held
+  out), by `metric` (cosine or euclidean)."""
+  settings = ('metric',)
+
+  def keys(self, settings):
+    del settings
+    return ('test_map_at_r', 'test_r_precision', 'test_precision_at_1')
+
+  def validate(self, name, settings, points):
+    del points
+    errors.check_choice(settings.metric, f'evals.{name}.metric', retrieval.METRICS)
+
+  def __call__(self, settings, f):
+    keep = ~f.seen if f.holdout_classes else np.ones(len(f.test_labels), bool)
+    out = retrieval.retrieval_metrics(f.test_features[keep], f.test_labels[keep],
+                                      metric=settings.metric)
+    return {f'test_{k}': out[k] for k in ('map_at_r', 'r_precision', 'precision_at_1')}
+
+
 class FacePairs:
   """A face protocol on each validation pack, every `every` steps (0: at the end)."""
   settings = ('protocol', 'flip', 'num_folds', 'batch_size', 'every')
@@ -181,7 +205,7 @@ class FacePairs:
 
 
 EVALUATORS = {'clustering': Clustering(), 'pairs': Pairs(), 'openset': OpenSet(),
-              'face_pairs': FacePairs()}
+              'retrieval': Retrieval(), 'face_pairs': FacePairs()}
 
 
 def entries(evals_config):

@@ -80,12 +80,16 @@ def identification(features_NxD, labels_N, holdout, num_unknown, k=5, seed=0, fp
   training, its last `num_unknown` the unknown ones."""
   labels_N = np.asarray(labels_N)
   enrolled, unknown = split_classes(holdout, num_unknown)
-  enrolled = [c for c in enrolled if (labels_N == c).sum() > k]
+  enrolled = [c for c in enrolled if (labels_N == c).sum() > k]  # with a probe left
+  name = fpir_name(fpir)
+  if len(enrolled) < 2:  # too few test images to enrol: nothing to identify
+    return {'openset_rank1': math.nan, f'openset_dir_at_fpir_{name}': math.nan,
+            f'openset_dir_at_fpir_{name}_known_unknowns': math.nan,
+            'openset_nonmated_probes': 0, 'openset_nonmated_probes_known_unknowns': 0}
   enrol, mated = enrolment_split(labels_N, enrolled, k, seed)
   templates = np.stack([features_NxD[enrol[c]].mean(axis=0) for c in enrolled])
   unknown_probes = np.flatnonzero(np.isin(labels_N, unknown))
   trained_probes = np.flatnonzero(~np.isin(labels_N, tuple(holdout)))
-  name = fpir_name(fpir)
   out = {}
   for suffix, nonmated in (('', unknown_probes), ('_known_unknowns', trained_probes)):
     probes = np.concatenate([mated, nonmated])

@@ -235,11 +235,12 @@ def adjust(rows, family):
 def validate(analysis, known_metrics=None):
   """Raises ConfigError where `config.analysis`'s family or margins cannot work:
   margins must be positive numbers, and (where the metrics are known before training)
-  the family and the margins must name metrics the run writes."""
+  the family must name metrics the run writes (a margin of a metric it does not write
+  is unused)."""
   for metric, margin in analysis.margins.items():
     errors.check(isinstance(margin, (int, float)) and margin > 0,
                  f'analysis.margins.{metric}={margin!r} must be a number > 0')
   if known_metrics is not None:
-    for metric in tuple(analysis.family) + tuple(analysis.margins):
+    for metric in analysis.family:
       errors.check(metric in known_metrics, f'analysis names the metric {metric!r}, which '
                    f'this run does not write; valid: {", ".join(known_metrics)}')

@@ -21,6 +21,7 @@ from cl_research import data
 from cl_research import files
 from cl_research import outputs
 from cl_research.data import faces
+from cl_research.engine import benchmark
 from cl_research.engine import checks
 from cl_research.engine import experiment
 from cl_research.engine import tasks
@@ -185,6 +186,14 @@ def main(argv=None):
     config, workdir, new_workdir = parse(argv)
     checks.validate(config)
     workdir = outputs.resolve_workdir(config, workdir, new_workdir)
+    if 'benchmark' in config:  # the fair-comparison protocol over many sweeps
+      benchmark.validate(config)
+      results = benchmark.run(config, workdir)
+      print(outputs.format_table(results, ('loss', 'test_map_at_r', 'test_r_precision',
+                                           'test_precision_at_1')))
+      print(f'outputs: {os.path.abspath(workdir)} (trials.csv, best_settings.json, '
+            'summary.csv, comparisons.csv, optimization.png, benchmark.png)')
+      return 0
     results = experiment.train_and_evaluate(config, workdir)
   except (UsageError, configs.ConfigError, data.DataError, faces.FaceDataError,
           kernels.Unavailable) as e:

@@ -14,6 +14,7 @@ from sklearn.decomposition import PCA
 from cl_research import files
 from cl_research.configs import sweeps
 from cl_research.evaluation import clustering as metrics
+from cl_research.evaluation import statistics
 
 CLASS_COLORS = plt.get_cmap('tab10').colors
 LEGEND_CLASSES = 20  # classes named in a legend; colours repeat past ten
@@ -281,3 +282,43 @@ def plot_face_verification(workdir, results, val_names, path):
     ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.18))
   return save(fig, path, title='face verification of the validation pairs during training',
               bbox_inches='tight')
+
+
+def plot_benchmark(trials, finals, losses, optimization_path, benchmark_path, data_title):
+  """optimization.png: validation MAP@R of each loss's trials in the order they ran (the
+  running best as a line); benchmark.png: each loss's test MAP@R over the final seeds,
+  mean with its 95% Student-t interval and the seeds as dots."""
+  fig, ax = plt.subplots(figsize=(7, 4))
+  for i, loss in enumerate(losses):
+    rows = sorted((r for r in trials if r['loss'] == loss and r['validation_map_at_r'] is not None),
+                  key=lambda r: r['trial'])
+    if not rows:
+      continue
+    x = [r['trial'] for r in rows]
+    y = [r['validation_map_at_r'] for r in rows]
+    color = f'C{i}'
+    ax.plot(x, y, 'o', color=color, alpha=0.6, label=f'{loss} (trials)')
+    ax.plot(x, np.maximum.accumulate(y), '-', color=color, drawstyle='steps-post',
+            label=f'{loss} (best so far)')
+  ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+  ax.set_xlabel('trial')
+  ax.set_ylabel('validation MAP@R (mean over folds)')
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7, loc='best')
+  save(fig, optimization_path, f'Search: validation classes only\n{data_title}')
+  fig, ax = plt.subplots(figsize=(7, 4))
+  for i, loss in enumerate(losses):
+    values = [r['test_map_at_r'] for r in finals if r['loss'] == loss
+              and r.get('status') == 'complete' and r.get('test_map_at_r') is not None]
+    mean, _, low, high = statistics.mean_interval(values)
+    ax.plot([i] * len(values), values, '.', color='grey', label='a seed' if i == 0 else None)
+    if low == low:
+      ax.errorbar([i], [mean], yerr=[[mean - low], [high - mean]], fmt='o', color=f'C{i}',
+                  capsize=5, label='mean, 95% interval' if i == 0 else None)
+  ax.set_xticks(range(len(losses)))
+  ax.set_xlim(-0.5, len(losses) - 0.5)
+  ax.set_xticklabels(losses, fontsize=8)
+  ax.set_ylabel('test MAP@R (unseen classes)')
+  ax.grid(alpha=0.3, axis='y')
+  ax.legend(fontsize=7)
+  save(fig, benchmark_path, f'Best setting of each loss, retrained over seeds\n{data_title}')

@@ -86,7 +86,7 @@ class DigitsTask:
     data_lib.validate(config, points)
     models.validate(config.model, models.DIGITS_MODELS)
     groups.validate(config.parallel)
-    evaluators.validate(config.evals, ('clustering', 'pairs', 'openset'), points)
+    evaluators.validate(config.evals, ('clustering', 'pairs', 'openset', 'retrieval'), points)
     statistics.validate(config.analysis, outputs.metric_columns(
         evaluators.metric_keys(config.evals), DigitsTask.trained))
     sharding.validate_shard(config.parallel)
