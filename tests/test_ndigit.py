@@ -1,10 +1,14 @@
 """n-digit MNIST: disjoint numbers, images that spell their number from the right MNIST
 split, deterministic generation."""
 
+import dataclasses
+
+import ml_collections
 import numpy as np
 import pytest
 
 from cl_research.data import ndigit
+from tests.conftest import tiny_config
 
 
 def fake_mnist(n, offset):
@@ -103,3 +107,61 @@ def test_ndigit_mnist_trains_end_to_end_through_the_cli(tmp_path):
     assert r['holdout'] == '' and r['verification_accuracy'] != ''
     assert r['openset_rank1'] != '' and int(r['openset_nonmated_probes']) > 0
     assert '30 unseen' in r['data_detail']
+
+
+@pytest.mark.parametrize('name, label_key, num_classes', [
+    ('caltech_birds2011', '', 200), ('cars196', '', 196),
+    ('stanford_online_products', 'class_id', 22_634)])  # both splits' products
+def test_reality_check_datasets_split_their_classes_in_halves(monkeypatch, tmp_path, name,
+                                                              label_key, num_classes):
+  """CUB-200-2011, Cars196, Stanford Online Products through their tfds builders (mock
+  data: the real ones need a download): images of many sizes brought to 64 x 64, the
+  first half of the classes trained on in validation folds, the second half tested."""
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
+  from cl_research import data  # pylint: disable=import-outside-toplevel
+  from cl_research.engine import benchmark  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(data, 'network_reachable', lambda url: True)
+  config = tiny_config(**{'data.name': name, 'data.source': 'tfds', 'data.num_test': 0,
+                          'data.data_dir': str(tmp_path), 'data.label_key': label_key})
+  with tfds.testing.mock_data(num_examples=6, policy=tfds.testing.MockPolicy.USE_CODE):
+    dataset = data.load(config.data)
+  assert dataset.num_classes == num_classes
+  assert dataset.train_images.shape[1:3] == dataset.test_images.shape[1:3] == (64, 64)
+  total = len(dataset.train_labels) + len(dataset.test_labels)
+  pooled, split = benchmark.class_split(dataset, ml_collections.ConfigDict(
+      {'folds': 3, 'split_seed': 0}))
+  half = num_classes // 2
+  assert split.train == tuple(range(half)) and split.test == tuple(range(half, num_classes))
+  assert sorted(c for fold in split.folds for c in fold) == list(split.train)
+  assert len(pooled.train_labels) + len(pooled.test_labels) == total  # every image, once
+  assert pooled.train_labels.max() < half <= pooled.test_labels.min()
+
+
+def test_splits_that_are_class_disjoint_already_keep_their_classes():
+  """Stanford Online Products' tfds splits hold different products: its test split's
+  classes are the unseen ones, whatever their number."""
+  from cl_research.engine import benchmark  # pylint: disable=import-outside-toplevel
+  from tests.conftest import synthetic_dataset  # pylint: disable=import-outside-toplevel
+  dataset = synthetic_dataset()
+  train, test = dataset.train_labels < 6, dataset.test_labels >= 6
+  dataset = dataclasses.replace(
+      dataset, train_images=dataset.train_images[train], train_labels=dataset.train_labels[train],
+      test_images=dataset.test_images[test], test_labels=dataset.test_labels[test])
+  pooled, split = benchmark.class_split(dataset, ml_collections.ConfigDict(
+      {'folds': 2, 'split_seed': 0}))
+  assert split.test == (6, 7, 8, 9) and split.train == (0, 1, 2, 3, 4, 5)
+  np.testing.assert_array_equal(pooled.test_labels, dataset.test_labels)
+
+
+def test_a_label_that_is_not_a_class_label_feature_is_one_clear_error(monkeypatch, tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+
+  from cl_research import data  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(data, 'network_reachable', lambda url: True)
+  config = tiny_config(**{'data.name': 'stanford_online_products', 'data.source': 'tfds',
+                          'data.data_dir': str(tmp_path)})
+  with tfds.testing.mock_data(num_examples=2, policy=tfds.testing.MockPolicy.USE_CODE):
+    with pytest.raises(data.DataError, match=r"data.label_key='label' is not a class-label "
+                       r"feature of stanford_online_products; valid: \['class_id'"):
+      data.load(config.data)

