@@ -10,10 +10,8 @@ page states how long the run took.
   python docs/benchmark_page.py --skip-training     # rebuild the page from the run
 """
 
-import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -146,15 +144,10 @@ def conclusion(comparisons, config, minutes):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[2])
-  parser.add_argument('--skip-training', action='store_true')
-  args, extra = parser.parse_known_args()
+  args, extra = pages.page_args(__doc__)
   if not args.skip_training:
     train(extra)
-  figures = os.path.join(DOCS, 'figures')
-  os.makedirs(figures, exist_ok=True)
-  for name in ('optimization.png', 'benchmark.png'):
-    shutil.copy(os.path.join(WORKDIR, name), os.path.join(figures, f'benchmark_{name}'))
+  pages.copy_figures(WORKDIR, ('optimization.png', 'benchmark.png'), 'benchmark', DOCS)
   with open(os.path.join(WORKDIR, 'config.json')) as f:
     config = json.load(f)
   with open(os.path.join(WORKDIR, 'best_settings.json')) as f:

@@ -9,9 +9,7 @@ against no regularizer, per head, paired by seed). About 20 minutes on 2 CPU cor
   python docs/losses_page.py --skip-training     # rebuild the page from existing runs
 """
 
-import argparse
 import os
-import shutil
 import subprocess
 import sys
 
@@ -117,15 +115,10 @@ def conclusion(comparisons, metrics):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[2])
-  parser.add_argument('--skip-training', action='store_true')
-  args, extra = parser.parse_known_args()
+  args, extra = pages.page_args(__doc__)
   if not args.skip_training:
     train(extra)
-  figures = os.path.join(DOCS, 'figures')
-  os.makedirs(figures, exist_ok=True)
-  for name in ('grid.png', 'grid_directions.png'):
-    shutil.copy(os.path.join(WORKDIR, name), os.path.join(figures, f'losses_{name}'))
+  pages.copy_figures(WORKDIR, ('grid.png', 'grid_directions.png'), 'losses', DOCS)
   summary, by_setting = read('summary.csv'), read('summary_by_setting.csv')
   comparisons = read('comparisons.csv')
   metrics = (('test_accuracy', 'test acc (pt)', 100), ('test_intra_inter', 'test intra/inter', 1),

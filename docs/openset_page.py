@@ -9,7 +9,6 @@ mnist` and Debian's `dataset-fashion-mnist` (or tfds online).
   python docs/openset_page.py --skip-training     # rebuild the page from existing runs
 """
 
-import argparse
 import os
 import shutil
 import subprocess
@@ -106,9 +105,7 @@ def answer(rows):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[2])
-  parser.add_argument('--skip-training', action='store_true')
-  args, extra = parser.parse_known_args()
+  args, extra = pages.page_args(__doc__)
   sections = []
   for dataset, title in DATASETS.items():
     if not args.skip_training:

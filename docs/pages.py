@@ -4,8 +4,12 @@
 A page never counts verdicts; it names, for each verdict, the settings it holds for, and
 says what the comparisons could have detected (the minimum detectable effect)."""
 
+import argparse
 import math
+import os
+import shutil
 
+DOCS = os.path.dirname(os.path.abspath(__file__))
 REPO_STATISTICS = '`cl_research/evaluation/statistics.py`'
 VERDICTS = ('higher', 'lower', 'equivalent', 'inconclusive', 'n/a')
 
@@ -82,3 +86,19 @@ def how_to_read(n_seeds, family_size, margin_text):
       "`inconclusive`. The minimum detectable "
       "effect (MDE) is the difference a comparison would find 4 times in 5 at the observed "
       "seed-to-seed spread, before the correction.")
+
+
+def page_args(doc):
+  """(args, extra) of a page script whose module docstring is `doc`: `--skip-training`
+  parsed, every other argument left for the training command."""
+  parser = argparse.ArgumentParser(description=doc.splitlines()[2])
+  parser.add_argument('--skip-training', action='store_true')
+  return parser.parse_known_args()
+
+
+def copy_figures(workdir, names, prefix, docs=DOCS):
+  """Copies the plots `names` of `workdir` to docs/figures/<prefix>_<name>."""
+  figures = os.path.join(docs, 'figures')
+  os.makedirs(figures, exist_ok=True)
+  for name in names:
+    shutil.copy(os.path.join(workdir, name), os.path.join(figures, f'{prefix}_{name}'))
