@@ -1,7 +1,7 @@
-"""python -m cl_research.run --config benchmark:cpu
+"""python -m cl_research.run --config benchmark
 
+  python -m cl_research.run --config benchmark:cpu       # 2 CPU cores, about 47 minutes
   python -m cl_research.run --config benchmark:smoke     # seconds, for tests
-  python -m cl_research.run --config benchmark           # for an accelerator
 
 The fair comparison (`cl_research/engine/benchmark.py`, the metric-learning reality
 check's protocol): n-digit MNIST, 70% of the numbers train and 30% are never seen;
