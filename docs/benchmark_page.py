@@ -18,6 +18,7 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 from cl_research import outputs  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cl_research.data import ndigit  # pylint: disable=g-import-not-at-top,wrong-import-position
 from docs import pages  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 DOCS = os.path.join(REPO, 'docs')
@@ -44,6 +45,12 @@ def train(extra_args):
   subprocess.run(cmd, cwd=REPO, check=True)
 
 
+def number_counts(data):
+  """(training numbers, unseen numbers) of the run's n-digit MNIST, by its own split."""
+  seen, unseen = ndigit.split_numbers(data['num_digits'], data['ndigit_seed'])
+  return len(seen), len(unseen)
+
+
 def read(name):
   return outputs.read_csv(os.path.join(WORKDIR, name))
 
@@ -55,10 +62,10 @@ def setup_text(config, detail):
   space = ', '.join(f"{PARAMETER_NAMES[k]}{' (CosFace)' if k == 'cosface_margin' else ''}"
                     f"{' (ArcFace)' if k == 'arcface_margin' else ''} {low:g} to {high:g} "
                     f"({scale})" for k, (low, high, scale) in b['space'].items())
-  numbers = 10 ** d['num_digits']
+  seen, unseen = number_counts(d)
   return (
-      f"- Data: {d['num_digits']}-digit MNIST ({numbers} numbers: "
-      f"{round(0.7 * numbers)} trained on, {numbers - round(0.7 * numbers)} never seen; "
+      f"- Data: {d['num_digits']}-digit MNIST ({seen + unseen} numbers: "
+      f"{seen} trained on, {unseen} never seen; "
       f"{d['ndigit_train_images']:,} training images, {d['ndigit_test_images']:,} test "
       f"images before the split; generator seed {d['ndigit_seed']}), "
       f"{detail}. The images follow google's n-digit MNIST protocol "
@@ -125,9 +132,7 @@ def conclusion(comparisons, config, minutes):
   by_metric = {}
   for c in declared:
     by_metric.setdefault(c['metric'], []).append((c['setting'], c))
-  d = config['data']
-  numbers = 10 ** d['num_digits']
-  unseen = numbers - round(0.7 * numbers)
+  seen, unseen = number_counts(config['data'])
   said = '; '.join(f'{METRIC_NAMES[metric]}: {pages.by_verdict(rows)}'
                    for metric, rows in by_metric.items())
   return (
@@ -137,7 +142,7 @@ def conclusion(comparisons, config, minutes):
       f"differences of {pages.mde_range(declared, 100)} points of the retrieval metrics; "
       "smaller effects could go unseen, so an `inconclusive` loss is not one that equals "
       f"softmax. The whole protocol ran in {minutes:.0f} minutes on 2 CPU cores, with "
-      f"{numbers - unseen} training classes of small grey images; the answer at face-recognition scale (thousands "
+      f"{seen} training classes of small grey images; the answer at face-recognition scale (thousands "
       "of identities) is not measured here. The same protocol on 3-digit MNIST (700 "
       "training numbers, 300 unseen, the whole loss family, 4 folds, 50 trials, 10 seeds) "
       "is `python -m cl_research.run --config benchmark`, sized for an accelerator.")

@@ -101,7 +101,8 @@ def test_the_evaluation_package_re_exports_its_public_functions():
     assert callable(getattr(evaluation, name)) or name == 'EVALUATORS', name
   assert evaluation.insightface_protocol is verification.insightface_protocol
   assert evaluation.paired_comparison is statistics.paired_comparison
-  assert set(evaluation.EVALUATORS) == {'clustering', 'pairs', 'openset', 'face_pairs', 'retrieval'}
+  assert set(evaluation.EVALUATORS) == {'clustering', 'pairs', 'openset', 'face_pairs',
+                                        'retrieval'}
   # a re-exported name never hides a submodule of the package
   for name in ('clustering', 'evaluators', 'openset', 'statistics', 'verification'):
     assert type(getattr(evaluation, name)).__name__ == 'module', name

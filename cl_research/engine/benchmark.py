@@ -156,8 +156,7 @@ def search(config, workdir, dataset, split, loss, storage):
   done = lambda: len([t for t in study.get_trials(deepcopy=False) if t.state.is_finished()
                       and 'interrupted' not in t.user_attrs])
   evals = ml_collections.ConfigDict({'clustering': config.evals.clustering})
-  extra = tuple(c for c in split.test if c not in dataset.holdout_classes)
-  holdouts = [tuple(split.fold(k)[1]) + extra for k in range(len(split.folds))]
+  holdouts = [tuple(split.fold(k)[1]) for k in range(len(split.folds))]
   while done() < b.trials:
     trial = study.ask()
     params = suggest(trial, loss, b.space)
@@ -229,11 +228,10 @@ def run(config, workdir):
                     ['loss', 'trial', 'state', 'validation_map_at_r', *SPACE_KEYS], rows)
   best = {loss: study.best_params for loss, study in studies.items()}
   files.write_json(outputs.workdir_file(workdir, 'best_settings.json'), best)
-  extra_holdout = tuple(c for c in split.test if c not in dataset.holdout_classes)
   results = []
   for loss in config.benchmark.losses:
     finals = experiment.train_and_evaluate(
-        run_config(config, loss, best[loss], config.benchmark.seeds, [extra_holdout],
+        run_config(config, loss, best[loss], config.benchmark.seeds, [()],
                    config.evals),
         os.path.join(workdir, 'finals', loss_name(loss)), dataset=dataset)
     results += [{**r, 'loss': loss} for r in finals]
