@@ -74,6 +74,10 @@ BAD_INPUTS = [
     (['--config', 'sweep:smoke', '--config.sweep.lamda=1'], 'lamda'),
     (['--config', 'sweep:smoke', '--config.sweep.lam=(0.1,-0.1)'], 'sweep.lam has -0.1'),
     (['--config', 'sweep:smoke', '--config.sweep.alpha=(0,)'], 'alpha must be in (0, 1]'),
+    (['--config', 'sweep:smoke', '--config.centers.momentum=1.0'],
+     'centers.momentum=1.0 must be in [0, 1)'),
+    (['--config', 'sweep:smoke', '--config.centers.learning_rate=0.0'],
+     'centers.learning_rate=0.0 must be > 0'),
     (['--config', 'sweep:smoke', '--config.sweep.alpha=(1.5,)'], 'sweep.alpha has 1.5'),
     (['--config', 'sweep:smoke', '--config.sweep.feature_size=(0,)'], 'feature size must be'),
     (['--config', 'sweep:smoke', '--config.data.name=cifar11'], "data.name='cifar11' is not one of"),
@@ -103,6 +107,31 @@ BAD_INPUTS = [
       '--config.batch_size=1000', '--config.data.holdout_classes=(0, 1, 2, 3, 4, 5, 6, 7)'],
      '800 training examples are left'),
 ]
+
+
+# One value outside its domain for every number of config.loss, with the softmax head,
+# which uses none of them: each is refused whatever the head.
+OUT_OF_DOMAIN = {
+    'scale': 0, 'cosface_margin': -0.1, 'arcface_margin': 1.6, 'sphereface_m': 2.5,
+    'm1': 0, 'm2': -0.1, 'm3': -0.2, 'sphereface_base': 0, 'sphereface_gamma': -1,
+    'sphereface_power': -1, 'sphereface_lambda_min': -1, 'contrastive_delta': 0,
+    'git_weight': -1, 'island_weight': -1}
+
+
+def test_every_loss_number_has_an_out_of_domain_case():
+  from cl_research.core import heads, regularizers
+  assert set(OUT_OF_DOMAIN) == set(heads.NUMBER_DOMAINS) | set(regularizers.NUMBER_DOMAINS)
+
+
+@pytest.mark.parametrize('field, value', sorted(OUT_OF_DOMAIN.items()))
+def test_loss_number_out_of_domain_exits_2_whatever_the_head(field, value, tmp_path, capsys):
+  workdir = tmp_path / 'out'
+  argv = ['cl_research.run', '--config', 'sweep:smoke', f'--config.loss.{field}={value}',
+          '--workdir', str(workdir)]
+  assert run.main(argv) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert err[-1].startswith(f'error: loss.{field}='), err
+  assert not workdir.exists()
 
 
 @pytest.mark.parametrize('args, message', BAD_INPUTS)

@@ -47,7 +47,7 @@ def _resolve(config, point):
                      else point['margin'])
   if regularizer == 'none':
     point['lam'] = 0.0
-  if config.centers.mode == 'gradient' or regularizer not in regularizers.WITH_CENTERS:
+  if config.centers.mode == 'gradient' or not regularizers.uses_centers(regularizer):
     point['alpha'] = None
   return point
 

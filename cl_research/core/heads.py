@@ -135,6 +135,25 @@ def inference_logits(head, features_BxD, classifier, scale=1.0):
   return scale * cos
 
 
+# config.loss's head numbers: (holds, the domain in words). Checked whatever the head, so
+# a value no head could use is refused before it is swept to one that does.
+NUMBER_DOMAINS = {
+    'scale': (lambda v: v > 0, 'the scale s must be > 0'),
+    'cosface_margin': (lambda v: v >= 0, 'a margin must be >= 0'),
+    'arcface_margin': (lambda v: 0 <= v < math.pi / 2,
+                       'an angular margin must be in [0, pi/2) radians'),
+    'sphereface_m': (lambda v: v >= 1 and float(v).is_integer(),
+                     'm must be a positive integer (4 is usual)'),
+    'm1': (lambda v: v > 0, 'm1 must be > 0'),
+    'm2': (lambda v: 0 <= v < math.pi, 'm2 must be in [0, pi) radians'),
+    'm3': (lambda v: v >= 0, 'm3 must be >= 0'),
+    'sphereface_base': (lambda v: v > 0, 'the annealing base must be > 0'),
+    'sphereface_gamma': (lambda v: v >= 0, 'gamma must be >= 0'),
+    'sphereface_power': (lambda v: v >= 0, 'the power must be >= 0'),
+    'sphereface_lambda_min': (lambda v: v >= 0, 'lambda_min must be >= 0'),
+}
+
+
 def validate(head, scale, margin):
   """Raises ConfigError where a run's scale or margin cannot work with `head`."""
   errors.check_choice(head, 'head', HEADS)

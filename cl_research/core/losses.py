@@ -85,7 +85,7 @@ def paper_center_update(regularizer, centers_CxD, features_BxD, labels_B, alpha,
   """Each regularizer's centers by the paper's rule: Eq. 4 toward the batch's class
   means (of the unit features for `normalized_center`), island loss's spreading term
   added; regularizers without centers leave them where they are."""
-  if regularizer not in regularizers.WITH_CENTERS:
+  if not regularizers.uses_centers(regularizer):
     return centers_CxD
   if regularizer == 'normalized_center':
     features_BxD = heads.l2_normalize(features_BxD)
@@ -128,9 +128,15 @@ def joint_loss(logits_BxC, features_BxD, labels_B, centers_CxD, lam):
                 'center_loss': aux['regularizer_loss'], 'accuracy': aux['accuracy']}
 
 
-def validate(points):
+def validate(points, loss_config):
   """Raises ConfigError where a run's head, regularizer, scale, margin or lambda cannot
-  work (each run of a sweep is a point, `cl_research.configs.sweeps`)."""
+  work (each run of a sweep is a point, `cl_research.configs.sweeps`), or where a number
+  of `loss_config` (config.loss) is outside its domain, whichever head the runs use."""
+  for name, (holds, domain) in {**heads.NUMBER_DOMAINS,
+                                **regularizers.NUMBER_DOMAINS}.items():
+    value = loss_config.get(name)
+    errors.check(errors.is_number(value) and holds(value),
+                 f'loss.{name}={value!r}: {domain}')
   for p in points:
     heads.validate(p['head'], p['scale'], p['margin'])
     regularizers.validate(p['regularizer'], p['head'])

@@ -15,15 +15,53 @@ is learned by gradient descent at the network's learning rate.
 | normalized_center  | 1/2 ||x/||x|| - c_y/||c_y|| ||^2 = 1 - cos(x, c_y)   | for the angular heads |
 """
 
+import dataclasses
+from typing import Callable
+
 import jax
 import jax.numpy as jnp
 
 from cl_research import errors
 from cl_research.core import heads
 
-REGULARIZERS = ('none', 'center', 'contrastive_center', 'ring', 'git', 'island',
-                'normalized_center')
-WITH_CENTERS = ('center', 'contrastive_center', 'git', 'island', 'normalized_center')
+
+
+@dataclasses.dataclass(frozen=True)
+class Regularizer:
+  """A registered regularizer.
+
+  `term(features_BxD, labels_B, centers_CxD, radius, hparams) -> (term, parts)`: a pure
+  function (jit-, grad- and vmap-safe) returning the scalar term before `lam` (a mean
+  over the batch, so `lam` keeps center loss's meaning) and a dict of scalar parts for
+  the logs ({} if none). `centers_CxD` are the train state's centers (C x D), `radius`
+  ring loss's learned scalar, `hparams` the run's traced numbers: `lam`, `scale`,
+  `margin` and every number of `config.loss` under its own name (a field a config adds
+  to `config.loss` arrives too, traced: sweeping it never recompiles).
+  `uses_centers`: the train state's centers follow `centers.mode` for it (ECCV16 Eq. 4
+  toward the batch's class means, or their own optimizer); `angular_only`: only with the
+  heads of `heads.ANGULAR`.
+  """
+  term: Callable
+  uses_centers: bool = True
+  angular_only: bool = False
+
+
+REGULARIZERS = {}  # name -> Regularizer, in registration order
+
+
+def register(name, term, *, uses_centers=True, angular_only=False):
+  """Makes `term` (the signature of `Regularizer.term`) the regularizer `name`, usable as
+  `loss.regularizer` and on the `sweep.regularizer` axis. Registering in the config file
+  a run names (`--config path/to/my_config.py`) is enough for the command line."""
+  errors.check(isinstance(name, str) and name.isidentifier(),
+               f'regularizer name {name!r} must be an identifier')
+  REGULARIZERS[name] = Regularizer(term, uses_centers, angular_only)
+  return term
+
+
+def uses_centers(name):
+  """Whether the regularizer `name` has centers in the train state that move."""
+  return REGULARIZERS[name].uses_centers
 
 
 def center_loss(features_BxD, labels_B, centers_CxD):
@@ -85,28 +123,42 @@ def normalized_center_loss(features_BxD, labels_B, centers_CxD):
 
 def regularizer_loss(name, features_BxD, labels_B, centers_CxD, radius, hparams):
   """The regularizer `name`'s term (before `lam`) and its parts for the logs."""
-  if name == 'none':
-    return jnp.zeros((), features_BxD.dtype), {}
-  if name == 'ring':
-    return ring_loss(features_BxD, radius), {}
-  if name == 'contrastive_center':
-    return contrastive_center_loss(features_BxD, labels_B, centers_CxD,
-                                   hparams['contrastive_delta']), {}
-  if name == 'normalized_center':
-    return normalized_center_loss(features_BxD, labels_B, centers_CxD), {}
-  center = center_loss(features_BxD, labels_B, centers_CxD)
-  if name == 'git':
-    push = git_push(features_BxD, labels_B, centers_CxD)
-    return center + hparams['git_weight'] * push, {'git_push': push}
-  if name == 'island':
-    pairs = island_pairs(centers_CxD)
-    return center + hparams['island_weight'] * pairs, {'island_pairs': pairs}
-  return center, {}
+  return REGULARIZERS[name].term(features_BxD, labels_B, centers_CxD, radius, hparams)
+
+
+def _center_plus(push_name, push, weight_name):
+  def term(features_BxD, labels_B, centers_CxD, radius, hparams):
+    del radius
+    pushed = push(features_BxD, labels_B, centers_CxD)
+    center = center_loss(features_BxD, labels_B, centers_CxD)
+    return center + hparams[weight_name] * pushed, {push_name: pushed}
+  return term
+
+
+register('none', lambda x, y, c, r, h: (jnp.zeros((), x.dtype), {}), uses_centers=False)
+register('center', lambda x, y, c, r, h: (center_loss(x, y, c), {}))
+register('contrastive_center', lambda x, y, c, r, h: (
+    contrastive_center_loss(x, y, c, h['contrastive_delta']), {}))
+register('ring', lambda x, y, c, r, h: (ring_loss(x, r), {}), uses_centers=False)
+register('git', _center_plus('git_push', git_push, 'git_weight'))
+register('island', _center_plus('island_pairs', lambda x, y, c: island_pairs(c),
+                                'island_weight'))
+register('normalized_center', lambda x, y, c, r, h: (normalized_center_loss(x, y, c), {}),
+         angular_only=True)
+
+
+# config.loss's regularizer numbers: (holds, the domain in words), checked whatever the
+# regularizer.
+NUMBER_DOMAINS = {
+    'contrastive_delta': (lambda v: v > 0, 'delta must be > 0 (it keeps the ratio finite)'),
+    'git_weight': (lambda v: v >= 0, 'the push weight must be >= 0'),
+    'island_weight': (lambda v: v >= 0, 'lambda_1 must be >= 0'),
+}
 
 
 def validate(regularizer, head):
   """Raises ConfigError where `regularizer` is unknown or cannot go with `head`."""
   errors.check_choice(regularizer, 'regularizer', REGULARIZERS)
-  errors.check(regularizer != 'normalized_center' or head in heads.ANGULAR,
-               f"regularizer 'normalized_center' with head {head!r}: it is for the angular "
+  errors.check(not REGULARIZERS[regularizer].angular_only or head in heads.ANGULAR,
+               f"regularizer {regularizer!r} with head {head!r}: it is for the angular "
                f"heads ({', '.join(heads.ANGULAR)}); with {head!r} use 'center'")

@@ -201,10 +201,10 @@ def train_step(setup, state, batch, hparams):
   return guard_divergence(state, updated, code), aux
 
 
-# config.loss's numbers the step takes as traced hyperparameters (heads, regularizers)
-LOSS_HPARAMS = ('m1', 'm2', 'm3', 'contrastive_delta', 'git_weight', 'island_weight',
-                'sphereface_base', 'sphereface_gamma', 'sphereface_power',
-                'sphereface_lambda_min')
+def loss_numbers(loss_config):
+  """config.loss's numbers, each a traced hyperparameter of the step under its own name
+  (the heads' and regularizers', and any a config adds for a registered regularizer)."""
+  return {k: v for k, v in loss_config.items() if errors.is_number(v)}
 
 
 def is_due(step, every, num_steps):
@@ -219,7 +219,8 @@ def hparams(config, lam, alpha, learning_rate=None, scale=None, margin=None):
   values = {'lam': lam, 'alpha': alpha, 'scale': scale, 'margin': margin,
             'learning_rate': (config.optimizer.learning_rate if learning_rate is None
                               else learning_rate),
-            **{k: config.loss[k] for k in LOSS_HPARAMS}}
+            **{k: v for k, v in loss_numbers(config.loss).items()
+               if k not in ('scale', 'margin')}}
   return {k: jnp.float32(v or 0.0) for k, v in values.items()}
 
 
@@ -268,7 +269,12 @@ def validate_centers(config):
   c = config.centers
   errors.check_choice(c.mode, 'centers.mode', CENTER_MODES)
   errors.check_choice(c.optimizer, 'centers.optimizer', optim.OPTIMIZERS)
-  errors.check(c.init_scale >= 0, f'centers.init_scale={c.init_scale!r} must be >= 0')
+  errors.check(errors.is_number(c.init_scale) and c.init_scale >= 0,
+               f'centers.init_scale={c.init_scale!r} must be >= 0')
+  errors.check(errors.is_number(c.learning_rate) and c.learning_rate > 0,
+               f'centers.learning_rate={c.learning_rate!r} must be > 0')
+  errors.check(errors.is_number(c.momentum) and 0 <= c.momentum < 1,
+               f'centers.momentum={c.momentum!r} must be in [0, 1)')
   if c.mode == 'gradient':
     alphas = set(config.sweep.alpha) | set(config.sweep_extra.alpha)
     errors.check(len(alphas) <= 1, f'sweep.alpha={tuple(config.sweep.alpha)!r} sweeps alpha, '

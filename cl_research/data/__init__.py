@@ -272,9 +272,9 @@ def _describe(config, source, route, builder=None):
   if route == 'prepared':
     try:
       with open(os.path.join(builder.data_dir, ORIGIN_FILE)) as f:
-        return f.read().strip() + ', prepared earlier', ''
+        return f.read().strip(), ''
     except OSError:
-      return f'tfds dataset {builder.name}, prepared earlier', ''
+      return f'tfds dataset {builder.name}', ''
   if route == 'download':
     return f'{"official files " if config.name in DATASETS else ""}downloaded by tfds', ''
   if config.manual_dir:

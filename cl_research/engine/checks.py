@@ -17,7 +17,7 @@ def validate(config):
   """Raises ConfigError on the first value of `config` that cannot work."""
   errors.check_choice(config.task, 'task', tuple(tasks.TASKS))
   points = sweeps.validate(config)
-  losses.validate(points)
+  losses.validate(points, config.loss)
   step.validate_centers(config)
   optim.validate(config.optimizer)
   statistics.validate(config.analysis)

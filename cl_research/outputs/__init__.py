@@ -100,11 +100,13 @@ def cell_label(result, angular=False):
 
 def shown_features(result, features_by_name):
   """A run's features for its plots, without centers where its regularizer has none
-  (they never move), None for a run that did not complete."""
+  (they never move), None for a run that did not complete. A regularizer this process
+  has not registered (read from another's workdir) keeps its centers."""
   if result['status'] != 'complete':
     return None
   features = features_by_name[result['name']]
-  if result.get('regularizer', 'center') in regularizers.WITH_CENTERS:
+  known = regularizers.REGULARIZERS.get(result.get('regularizer', 'center'))
+  if known is None or known.uses_centers:
     return features
   return {**features, 'centers': None}
 

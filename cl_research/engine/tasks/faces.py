@@ -38,7 +38,9 @@ log = logging.getLogger(__name__)
 
 
 def open_source(data_config):
-  """(the training source, a description) per `data.face_source`; raises FaceDataError."""
+  """(the training source, a description, the folder read) per `data.face_source`;
+  raises FaceDataError. The description names a folder by its last component only, so a
+  summary column holds no machine path (metadata.json keeps the whole folder)."""
   kind = data_config.face_source
   if kind == 'rec' and not data_config.rec_dir:
     raise faces.FaceDataError('data.rec_dir is empty: face:rec reads an insightface pack '
@@ -53,18 +55,22 @@ def open_source(data_config):
   if kind in ('synthetic', 'rec'):
     source = faces.RecordIOSource(os.path.join(folder, 'train.rec'),
                                   os.path.join(folder, 'train.idx'))
-    detail = f"{'generated ' * (kind == 'synthetic')}insightface pack {folder}"
+    detail = (f"{'generated ' * (kind == 'synthetic')}insightface pack "
+              f'{os.path.basename(os.path.normpath(folder))}')
   elif kind == 'folder':
-    source = faces.ImageFolderSource(data_config.folder)
-    detail = f'image folder {data_config.folder}'
+    folder = data_config.folder
+    source = faces.ImageFolderSource(folder)
+    detail = f'image folder {os.path.basename(os.path.normpath(folder))}'
   else:
+    folder = data_config.data_dir
     source = faces.TfdsIdentitySource(data_config.tfds_name, data_config.tfds_split,
                                       data_config.data_dir, data_config.label_key or None)
     detail = f'tfds {data_config.tfds_name}:{data_config.tfds_split}'
   if source.num_classes < 2:
-    raise faces.FaceDataError(f'{detail}: {source.num_classes} identities; training a '
-                              'classifier needs at least 2')
-  return source, f'{detail} ({len(source):,} images, {source.num_classes:,} identities)'
+    raise faces.FaceDataError(f'{detail} ({folder}): {source.num_classes} identities; '
+                              'training a classifier needs at least 2')
+  return (source, f'{detail} ({len(source):,} images, {source.num_classes:,} identities)',
+          folder)
 
 
 def synthetic_spec(data_config):
@@ -143,7 +149,7 @@ class FacesTask:
   def __init__(self, config, dataset=None):
     del dataset  # faces stream from `data.face_source`
     self.config = config
-    self.source = self.detail = self.val_sets = self.mesh = self.runtime = None
+    self.source = self.detail = self.folder = self.val_sets = self.mesh = self.runtime = None
 
   @staticmethod
   def validate(config, points):
@@ -161,7 +167,7 @@ class FacesTask:
     is written."""
     del points
     self.runtime = runtime
-    self.source, self.detail = open_source(self.config.data)
+    self.source, self.detail, self.folder = open_source(self.config.data)
     shard = self.config.parallel.classifier_shard
     if self.source.num_classes % shard:
       raise faces.FaceDataError(f'{self.detail}: {self.source.num_classes} identities do not '
@@ -171,6 +177,7 @@ class FacesTask:
 
   def data_record(self):
     return {'name': 'faces', 'source': self.config.data.face_source, 'detail': self.detail,
+            'folder': self.folder,
             'num_train': len(self.source), 'num_classes': self.source.num_classes,
             'validation': {n: int(len(s)) for n, _, s in self.val_sets}}
 
