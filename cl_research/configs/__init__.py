@@ -115,6 +115,7 @@ def shared_config():
   c.batch_size = 128
   c.num_steps = 10_000
   c.log_every = 100
+  c.tensorboard = True  # TensorBoard event files beside each run's metrics.jsonl
   return c
 
 

@@ -180,8 +180,9 @@ def guard_divergence(state, updated, code):
 
 def train_step(setup, state, batch, hparams):
   """(setup, state, batch, hparams) -> (state, aux): one step of one run, pure. aux holds
-  `losses.objective`'s terms and `grad_norm`, the network gradient's global norm before
-  the clip; the state counts the steps the clip engaged."""
+  `losses.objective`'s terms, `grad_norm` (the network gradient's global norm before the
+  clip), `clipped` (1 where the clip engaged, else 0) and `learning_rate` (the step's
+  rate after the schedule); the state counts the steps the clip engaged."""
   grads, aux, features, radius, batch_stats = loss_and_grads(setup, state, batch, hparams)
   centers, center_opt_state = update_centers(setup, state, features, batch['label'],
                                              grads.get('centers'), hparams)
@@ -190,7 +191,8 @@ def train_step(setup, state, batch, hparams):
     radius = radius - hparams['learning_rate'] * setup.schedule(state.step) * grads['radius']
   grad_norm = optax.global_norm(grads['params'])
   clipped = (grad_norm > setup.grad_clip_norm) if setup.grad_clip_norm else False
-  aux = {**aux, 'grad_norm': grad_norm}
+  aux = {**aux, 'grad_norm': grad_norm, 'clipped': jnp.float32(clipped),
+         'learning_rate': hparams['learning_rate'] * setup.schedule(state.step)}
   updated = state.replace(params=params, opt_state=opt_state, centers=centers,
                           center_opt_state=center_opt_state, radius=radius,
                           batch_stats=batch_stats,

@@ -4,7 +4,8 @@ Every task (`cl_research.engine.tasks`) trains through `train_group`; the loop o
 is common to all of them and never asks which task it runs:
   * the step cadence: training advances in chunks that end where something is due
     (logging, checkpoints, the task's own cadences such as snapshots or evaluations);
-  * metrics.jsonl per run, with the task's observations at the chunk ends;
+  * metrics.jsonl per run, with the task's observations at the chunk ends, and the same
+    scalars (and the task's images) as TensorBoard event files in the run's folder;
   * orbax checkpoints of the group's states (with the task's resumable extras, e.g. the
     input pipeline's iterator state) and resuming from them;
   * stopping a group whose runs have all diverged;
@@ -70,7 +71,7 @@ def train_group(task, group, workdir, metadata, progress):
   if step:
     log.info('%s: resumed at step %d', run.checkpoint_name, step)
   run.resume(step, extra)
-  logs = [outputs.RunLog(p.metrics, step) for p in paths]
+  logs = [outputs.RunLog(p.metrics, step, events=config.tensorboard) for p in paths]
   for run_log, record in zip(logs, run.begin(states, step)):
     if record:
       run_log.write(step, record)
@@ -82,6 +83,9 @@ def train_group(task, group, workdir, metadata, progress):
     observed = run.observe(states, end)
     _write_logs(logs, aux, observed, step, end, diverged_at, config.log_every,
                 config.num_steps)
+    for run_log, images in zip(logs, run.images(end)):
+      for tag, image in images.items():
+        run_log.image(end, tag, image)
     progress.update((end - step) * len(group))
     step = end
     if diverged_at[:len(group)].all():

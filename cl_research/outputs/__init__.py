@@ -19,6 +19,7 @@ import json
 import os
 
 import numpy as np
+import tensorboardX
 
 from cl_research import configs
 from cl_research import files
@@ -117,9 +118,12 @@ def run_title(dataset, point, result):
 
 
 class RunLog:
-  """One run's metrics.jsonl, appended as training goes; truncated to a resumed step."""
+  """One run's metrics.jsonl, appended as training goes and truncated to a resumed step,
+  and, with `events`, the same scalars as TensorBoard event files in the run's folder
+  (tensorboardX: no TensorFlow; a resume purges the events past its step, so
+  `tensorboard --logdir <workdir>` shows one curve per run)."""
 
-  def __init__(self, path, resume_step):
+  def __init__(self, path, resume_step, events=True):
     kept = []
     if resume_step and os.path.exists(path):
       with open(path) as f:
@@ -127,14 +131,29 @@ class RunLog:
     files.write_text(path, ''.join(kept))
     self.file = open(path, 'a')  # pylint: disable=consider-using-with
     self.last = {}
+    self.events = None
+    if events:
+      self.events = tensorboardX.SummaryWriter(os.path.dirname(path), flush_secs=30,
+                                               purge_step=resume_step + 1 if resume_step
+                                               else None)
 
   def write(self, step, values):
     self.last = values
     self.file.write(json.dumps(files.json_safe({'step': step, **values})) + '\n')
     self.file.flush()
+    if self.events:
+      for key, value in values.items():
+        if isinstance(value, (int, float, np.number)) and np.isfinite(value):
+          self.events.add_scalar(key, float(value), step)
+
+  def image(self, step, tag, rgb_HxWx3):
+    if self.events:
+      self.events.add_image(tag, rgb_HxWx3, step, dataformats='HWC')
 
   def close(self):
     self.file.close()
+    if self.events:
+      self.events.close()
 
 
 def finished_result(paths):

@@ -230,6 +230,20 @@ def plot_intra_histogram(distances_N, labels_N, class_names, title, path):
   save(fig, path, title, dpi=100)
 
 
+def scatter_image(features_NxD, labels_N, centers_CxD, title, class_names):
+  """The 2-D scatter of features (PCA above 2-D) with their centers, as an H x W x 3
+  uint8 array (for TensorBoard's images)."""
+  project, suffix, axis_labels = projection_2d(features_NxD)
+  fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=80)
+  scatter_panel(ax, project(features_NxD), labels_N, project_or_none(project, centers_CxD),
+                f'{title}{suffix}', class_names, axis_labels=axis_labels)
+  fig.tight_layout()
+  fig.canvas.draw()
+  rgb_HxWx3 = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+  plt.close(fig)
+  return rgb_HxWx3
+
+
 def write_evolution_gif(snapshots, labels_N, class_names, title, path, fps=4):
   """Animated scatter of test features over training, on fixed axes so motion shows.
 

@@ -229,6 +229,16 @@ class DigitsGroup:
         self.snapshots[i].append((step, *self._snapshot(states, i)))
     return [{} for _ in self.group]
 
+  def images(self, step):
+    """Per run {tag: H x W x 3 image} for TensorBoard: the scatter of the snapshot taken
+    at `step` (none where no snapshot is due)."""
+    if not step_lib.is_due(step, self.config.snapshot_every, self.config.num_steps):
+      return [{} for _ in self.group]
+    labels = self.dataset.test_labels[snapshot_indices(self.dataset)]
+    return [{'test_features': plots.scatter_image(
+        snaps[-1][1], labels, snaps[-1][2], f'{sweeps.describe_point(p)}, step {step}',
+        self.dataset.class_names)} for p, snaps in zip(self.group, self.snapshots)]
+
   def checkpoint_extra(self):
     """Writes the evolution snapshots so far beside the checkpoint."""
     for paths, snaps in zip(self.paths, self.snapshots or ()):
