@@ -2,7 +2,7 @@
 
   python -m cl_research.run --config seed:smoke         # seconds, for tests
 
-The Keras snippet this project grew from, reproduced: small CNN, Adam-learned centers.
+A Keras-style center-loss setup: a small CNN, centers learned by Adam.
 
 Model: `Conv2D(10, (2, 2))` with no activation (Keras' default is linear), 2x2
 max-pool, a 32-unit ReLU feature layer, softmax classifier. Centers are a learned table
@@ -18,7 +18,7 @@ learned by the same optimizer, lambda 0.4 drives every feature and center to zer
 
 from cl_research import configs
 
-SUMMARY = 'the Keras snippet this project grew from: small CNN, Adam-learned centers: ~1 min'
+SUMMARY = 'a Keras-style center-loss setup: small CNN, Adam-learned centers: ~1 min'
 ARGS = {'smoke': 'seconds (tests)'}
 
 

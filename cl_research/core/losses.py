@@ -14,8 +14,8 @@ Mapping from other conventions to this project's `lam`:
   * ECCV16 as written (sums over the batch for both terms): same lam.
   * IJCV19, `1/(2m) sum_i ||x_i - c_{y_i}||^2`: same lam.
   * KaiyangZhou/pytorch-center-loss (no 1/2, mean over the batch): lam = 2 * theirs.
-  * The Keras snippet this project grew from (per-sample `sum (x - c)^2`, no 1/2,
-    loss weights 1 : w): lam = 2 * w, e.g. w = 0.2 -> lam = 0.4.
+  * A Keras center-loss layer (per-sample `sum (x - c)^2`, no 1/2, loss weights 1 : w,
+    `experiments/seed.py`): lam = 2 * w, e.g. w = 0.2 -> lam = 0.4.
 
 The public API below can be used without the rest of the project. Every function works
 under `jit`, `grad` and `vmap`; none holds state.
