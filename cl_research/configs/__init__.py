@@ -132,6 +132,7 @@ def digits_config():
   c.data.name = 'mnist'
   c.data.source = 'auto'
   c.data.manual_dir = ''  # a folder with the four IDX .gz files
+  c.data.folder = ''  # data.name='folder': root/<class>/<image> (cl_research.data)
   c.data.num_train = 0  # a seeded, class-stratified subset of this size; 0: whole split
   c.data.num_test = 0
   c.data.subset_seed = 0  # which subset num_train / num_test keep

@@ -16,6 +16,11 @@ dataset (`kmnist`, `emnist/balanced`, `cifar10`, `omniglot`, `lfw`, ...). Source
                           `data.num_digits` MNIST digits side by side, the number the
                           class; composed from MNIST as `data.source` gives it, its unseen
                           numbers held out of training (the dataset's `holdout_classes`)
+  folder         -        a labelled image folder (`data.folder`), torchvision ImageFolder
+                          rules: `root/<class>/<image>` (classes the sub-folders in sorted
+                          order; .jpg .jpeg .png .bmp files), split into train and test
+                          like a tfds dataset without a test split; or `root/train/<class>/`
+                          and `root/test/<class>/` with the same classes
   any other      tfds     tfds' own builder: prepared under `data.data_dir`, or downloaded
                           and prepared when the network is reachable (many of tfds' own
                           builders need TensorFlow to prepare; reading needs none)
@@ -50,7 +55,8 @@ log = logging.getLogger(__name__)
 
 DATASETS = ('mnist', 'fashion_mnist')  # the project's own builders; any tfds name works too
 NDIGIT = 'ndigit_mnist'  # composed from MNIST (cl_research.data.ndigit)
-DISPLAY_NAMES = {'mnist': 'MNIST', 'fashion_mnist': 'Fashion-MNIST',
+FOLDER = 'folder'  # a labelled image folder, data.folder
+DISPLAY_NAMES = {'mnist': 'MNIST', 'fashion_mnist': 'Fashion-MNIST', FOLDER: 'image folder',
                  NDIGIT: 'n-digit MNIST'}
 SOURCES = ('auto', 'tfds', 'bundled')
 TFDS_STORAGE = 'https://storage.googleapis.com'  # where tfds downloads prepared data from
@@ -107,7 +113,7 @@ class Dataset:
 
 def known(name):
   """Whether `name` is one of the project's datasets or a tfds builder (`name/config`)."""
-  return name in DATASETS + (NDIGIT,) or name.split('/')[0] in tfds.list_builders(
+  return name in DATASETS + (NDIGIT, FOLDER) or name.split('/')[0] in tfds.list_builders(
       with_community_datasets=False)
 
 
@@ -152,6 +158,49 @@ def _split(source, image_size):
     stored = [images.to_model_input(x[None], image_size=side)[0] for x in stored]
   return (np.stack(stored).astype(np.uint8),
           np.array([int(r['label']) for r in records], np.int32))
+
+
+class _Records:
+  """An image folder source as `_split` reads it: `__getitems__` of records."""
+
+  def __init__(self, source):
+    self.source = source
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitems__(self, indices):
+    return [self.source[i] for i in indices]
+
+
+def _load_folder(config):
+  """(train, test, class names, detail) of the labelled image folder `data.folder`:
+  `root/train/<class>/` and `root/test/<class>/` where both exist (the same classes),
+  else `root/<class>/` with a seeded, stratified `test_fraction` of each class as test.
+  Its images are read by the face path's ImageFolder reader (one set of rules)."""
+  from cl_research.data.faces import errors as face_errors  # pylint: disable=import-outside-toplevel
+  from cl_research.data.faces import sources  # pylint: disable=import-outside-toplevel
+  root = config.folder
+  name = os.path.basename(os.path.normpath(root))
+  try:
+    if all(os.path.isdir(os.path.join(root, s)) for s in ('train', 'test')):
+      train_src, test_src = (sources.ImageFolderSource(os.path.join(root, s))
+                             for s in ('train', 'test'))
+      if train_src.class_names != test_src.class_names:
+        raise DataError(f'data.folder={root!r}: train/ has classes '
+                        f'{list(train_src.class_names)[:5]}..., test/ '
+                        f'{list(test_src.class_names)[:5]}...; they must be the same')
+      train = _split(_Records(train_src), config.image_size)
+      test = _split(_Records(test_src), config.image_size)
+      return train, test, train_src.class_names, f'{name} (train/, test/)'
+    source = sources.ImageFolderSource(root)
+  except face_errors.FaceDataError as e:
+    raise DataError(f'data.folder: {e}') from None
+  images_N, labels_N = _split(_Records(source), config.image_size)
+  is_test = _stratified_mask(labels_N, config.test_fraction, np.random.default_rng(0))
+  return ((images_N[~is_test], labels_N[~is_test]), (images_N[is_test], labels_N[is_test]),
+          source.class_names, f'{name} (test: a seeded '
+          f'{config.test_fraction:g} of each class)')
 
 
 def _load_tfds(builder, route, origin, test_fraction, image_size, label_key):
@@ -308,6 +357,9 @@ def load(config):
   """Loads `config.name` per `config.source` (see the module docstring): the whole train
   split and the test split (`num_test` of it), as the model takes them. `Dataset.for_run`
   then holds classes out and keeps `num_train` of the train split."""
+  if config.name == FOLDER:
+    train, test, names, detail = _load_folder(config)
+    return _dataset(config, 'folder', detail, train, test, names, location=config.folder)
   if config.name == NDIGIT:
     made, detail, source = _load_ndigit(config)
     return _dataset(config, source, detail, made['train'], made['test'],
@@ -355,9 +407,12 @@ def validate(config, points):
   """Raises ConfigError where `config.data` (an in-memory dataset) cannot serve the sweep;
   what needs the data itself is `check_run_dataset`."""
   d = config.data
-  errors.check(known(d.name), f'data.name={d.name!r} is not one of {", ".join(DATASETS)} or '
-               'a tensorflow-datasets name (kmnist, cifar10, ...)')
+  errors.check(known(d.name), f'data.name={d.name!r} is not one of '
+               f'{", ".join(DATASETS + (NDIGIT, FOLDER))} or a tensorflow-datasets name '
+               '(kmnist, cifar10, ...)')
   errors.check_choice(d.source, 'data.source', SOURCES)
+  errors.check(d.name != FOLDER or bool(d.folder), 'data.folder is empty: data.name=folder '
+               'reads root/<class>/<image> (or root/train/<class>/ and root/test/<class>/)')
   if d.name == NDIGIT:
     errors.check(d.num_digits in (1, 2, 3), f'data.num_digits={d.num_digits!r} is not one '
                  'of 1, 2, 3 (10, 100, 1,000 numbers)')

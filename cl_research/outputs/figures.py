@@ -38,7 +38,8 @@ def fig2(workdir, results, features_by_name, dataset):
 
 
 def fig3(workdir, results, features_by_name, dataset, max_points=10_000):
-  """2x2 panels of train features for the four lambdas (one seed), centers as white dots."""
+  """2x2 panels of train features for the four lambdas (one seed), as the paper draws
+  them, centers as white dots; each panel names the test split's intra/inter beside."""
   runs, seed = _first_seed(results)
   runs = sorted((r for r in runs if r['lam'] > 0), key=lambda r: r['lam'])[:4]
   fig, axes = plt.subplots(2, 2, figsize=(10, 9))
@@ -51,14 +52,15 @@ def fig3(workdir, results, features_by_name, dataset, max_points=10_000):
     feats = features_by_name[run['name']]
     keep = plots.subsample(len(feats['train_labels']), max_points)
     plots.scatter_panel(ax, feats['train_features'][keep], feats['train_labels'][keep],
-                        feats['centers'], f'{head}   test intra/inter '
-                        f'{run["test_intra_inter"]:.3g}', names)
+                        feats['centers'], f'{head}: train features\n(test split: '
+                        f'intra/inter {run["test_intra_inter"]:.3g})', names)
   for ax in axes.ravel()[len(runs):]:
     ax.axis('off')
   plots.legend_outside(fig, axes)
   return plots.save(fig, outputs.workdir_file(workdir, 'fig3.png'),
                     f'Fig. 3 reproduction: softmax + center loss, alpha = '
-                    f'{runs[0]["alpha"]:g}, seed {seed}, train features\n{dataset.title}',
+                    f'{runs[0]["alpha"]:g}, seed {seed}: train features, with the test split\'s '
+                    f'intra/inter\n{dataset.title}',
                     bbox_inches='tight')
 
 
@@ -85,8 +87,11 @@ def _curve(ax, xs, points, xlabel):
       low, high = mean - std, mean + std
     band = (f'95% interval over {seeds} seeds' if seeds > 1 else
             '+- std over the 10 folds of one pair set')
-    if seeds > 1 or key == 'verification_accuracy':
+    if seeds > 1:
       ax.fill_between(xs, low, high, color=color, alpha=0.15, label=f'{name}: {band}')
+    elif key == 'verification_accuracy':  # another quantity: drawn as error bars
+      ax.errorbar(xs, mean, yerr=[mean - low, high - mean], fmt='none', ecolor=color,
+                  capsize=3, lw=0.8, label=f'{name}: {band}')
     ax.plot(xs, mean, style, color=color, mfc='white', ms=4, lw=1,
             label=name + (f', mean of {seeds} seeds' if seeds > 1 else ''))
   ax.set_xlabel(xlabel)
@@ -135,8 +140,11 @@ FIGURES = {'fig2': fig2, 'fig3': fig3, 'fig5': fig5}
 
 
 def openset(workdir, results, features_by_name, dataset):
-  """ROC curves of verification on the held-out classes (cosine scores): one panel per
-  split and feature size, one curve per setting, the mean over seeds with a 95% band."""
+  """ROC curves of verification on the held-out classes: a row per score (cosine, and
+  Euclidean, the distance center loss pulls in), a column per split and feature size,
+  one curve per setting (colour and line style), the mean over seeds. No bands: with
+  five settings they hide the curves; the intervals of the rates are in
+  comparisons.csv."""
   del features_by_name
   panels, done = {}, [r for r in results if r['status'] == 'complete' and r.get(
       'verification_roc')]
@@ -146,29 +154,32 @@ def openset(workdir, results, features_by_name, dataset):
         setting, []).append(r['verification_roc'])
   keys = sorted(panels)
   settings = list(dict.fromkeys(s for panel in panels.values() for s in panel))  # colours
-  fig, axes = plt.subplots(1, max(len(keys), 1), figsize=(4.6 * max(len(keys), 1), 4.2),
-                           squeeze=False)
-  for ax, key in zip(axes[0], keys):
-    for setting, rocs in panels[key].items():
-      far = np.array(rocs[0]['far'])
-      tar = np.array([roc['tar_cosine'] for roc in rocs])
-      stats = np.array([[m, lo, hi] for m, _, lo, hi in map(analysis.mean_interval, tar.T)])
-      color = plots.CLASS_COLORS[settings.index(setting) % 10]
-      ax.plot(far, stats[:, 0], color=color, lw=1.2, label=f'{setting} ({len(rocs)} seeds)')
-      if len(rocs) > 1:
-        ax.fill_between(far, stats[:, 1], stats[:, 2], color=color, alpha=0.15)
-    ax.set_xscale('log')
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel('false accept rate')
-    ax.set_ylabel('true accept rate')
-    ax.set_title(f'unseen classes {", ".join(map(str, key[0]))}, d={key[1]}', fontsize=9)
-    ax.grid(linestyle='--', color='0.8')
+  styles = ('-', '--', '-.', ':')
+  scores = (('tar_cosine', 'cosine'), ('tar_l2', 'Euclidean'))
+  columns = max(len(keys), 1)
+  fig, axes = plt.subplots(2, columns, figsize=(4.8 * columns, 8.4), squeeze=False)
+  for row, (score, score_name) in enumerate(scores):
+    for ax, key in zip(axes[row], keys):
+      for setting, rocs in panels[key].items():
+        far = np.array(rocs[0]['far'])
+        tar = np.array([roc[score] for roc in rocs])
+        k = settings.index(setting)
+        ax.plot(far, tar.mean(axis=0), color=plots.CLASS_COLORS[k % 10],
+                ls=styles[k % len(styles)], lw=1.8,
+                label=f'{setting} ({len(rocs)} seed{"s" * (len(rocs) > 1)})')
+      ax.set_xscale('log')
+      ax.set_ylim(0, 1.02)
+      ax.set_xlabel('false accept rate', fontsize=9)
+      ax.set_ylabel(f'true accept rate ({score_name})', fontsize=9)
+      ax.set_title(f'{score_name} scores: unseen classes {", ".join(map(str, key[0]))}, '
+                   f'd={key[1]}', fontsize=9)
+      ax.grid(linestyle='--', color='0.8')
   handles, labels = plots.legend_entries(axes)
-  fig.legend(handles, labels, loc='upper center', bbox_to_anchor=(0.5, 0.0), ncol=2,
-             fontsize=8)
+  fig.legend(handles, labels, loc='upper center', bbox_to_anchor=(0.5, 0.0),
+             ncol=min(len(labels), 3) or 1, fontsize=10, handlelength=3)
   return plots.save(fig, outputs.workdir_file(workdir, 'roc.png'),
-                    f'Open-set verification on classes never trained on (cosine; mean '
-                    f'over seeds, 95% band)\n{dataset.title}', bbox_inches='tight')
+                    f'Open-set verification on classes never trained on (mean over seeds; '
+                    f'intervals: comparisons.csv)\n{dataset.title}', bbox_inches='tight')
 
 
 FIGURES['openset'] = openset

@@ -80,7 +80,8 @@ def scatter_panel(ax, points_Nx2, labels_N, centers_Cx2, title, class_names,
 
 def enlarge_markers(legend):
   for handle in legend.legend_handles:
-    handle.set_sizes([40 if handle.get_label() == 'centers' else 12])
+    if hasattr(handle, 'set_sizes'):  # scatter markers (a histogram's entries are lines)
+      handle.set_sizes([40 if handle.get_label() == 'centers' else 12])
 
 
 def save(fig, path, title=None, dpi=110, bbox_inches=None):
@@ -105,9 +106,10 @@ def empty_panel(ax, title, message):
 
 
 def direction_panel(ax, features_NxD, labels_N, centers_CxD, title, class_names):
-  """The features' directions, as the angular heads see them: on the unit circle for
-  2-D (drawn), on the sphere for 3-D (`ax` a 3-D axes), else the PCA of the unit
-  vectors. Centers' directions as white dots."""
+  """The features' directions, as the angular heads see them. 2-D: a histogram of each
+  class's feature angle (5-degree bins; a class's arc is its peak, its width the
+  spread), the centers' angles as dashed lines of the class colour. 3-D: on the sphere
+  (`ax` a 3-D axes). Else: the PCA of the unit vectors, centers as white dots."""
   points = metrics.unit_vectors(features_NxD)
   centers = None if centers_CxD is None else metrics.unit_vectors(centers_CxD)
   if points.shape[1] == 3 and getattr(ax, 'name', '') == '3d':
@@ -122,11 +124,24 @@ def direction_panel(ax, features_NxD, labels_N, centers_CxD, title, class_names)
     ax.set_box_aspect((1, 1, 1))
     ax.tick_params(labelsize=6)
     return
-  project, suffix, axis_labels = projection_2d(points)
-  angle = np.linspace(0, 2 * np.pi, 200)
   if points.shape[1] == 2:
-    ax.plot(np.cos(angle), np.sin(angle), color='0.85', lw=1, zorder=0)
-    ax.set_aspect('equal')
+    angle_N = np.degrees(np.arctan2(points[:, 1], points[:, 0]))
+    bins = np.linspace(-180, 180, 73)
+    for c, name in enumerate(class_names):
+      ax.hist(angle_N[labels_N == c], bins, histtype='step', lw=1.2, color=CLASS_COLORS[c % 10],
+              label=name if c < LEGEND_CLASSES else None)
+    if centers is not None:
+      for c, (x, y) in enumerate(centers[:len(class_names)]):
+        ax.axvline(np.degrees(np.arctan2(y, x)), color=CLASS_COLORS[c % 10], ls='--', lw=0.8)
+      ax.plot([], [], color='0.3', ls='--', lw=0.8, label='centers')
+    ax.set_xlim(-180, 180)
+    ax.set_xticks(range(-180, 181, 90))
+    ax.set_xlabel('feature angle (degrees)', fontsize=7)
+    ax.set_ylabel('test images per 5 degrees', fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.set_title(title, fontsize=9)
+    return
+  project, suffix, axis_labels = projection_2d(points)
   scatter_panel(ax, project(points), labels_N, project_or_none(project, centers),
                 f'{title}{suffix}', class_names, axis_labels=axis_labels)
 
@@ -275,25 +290,29 @@ def write_evolution_gif(snapshots, labels_N, class_names, title, path, fps=4):
 
 def plot_face_verification(workdir, results, val_names, path):
   """Verification accuracy over training steps (read from each run's metrics.jsonl), one
-  panel per validation pack, one line per run, chance marked."""
+  panel per validation pack, one line per run with error bars of +- the std over the
+  10 folds (of the one pair set: not run-to-run variation), chance marked; one legend
+  under the panels."""
   fig, axes = plt.subplots(1, len(val_names), figsize=(5.5 * len(val_names), 4),
                            squeeze=False)
   for ax, val in zip(axes[0], val_names):
     for r in results:
       rows = files.read_jsonl(os.path.join(workdir, 'runs', r['name'], 'metrics.jsonl'))
-      points = [(row['step'], row[f'{val}_accuracy']) for row in rows
-                if f'{val}_accuracy' in row]
+      points = [(row['step'], row[f'{val}_accuracy'], row.get(f'{val}_accuracy_std') or 0.0)
+                for row in rows if f'{val}_accuracy' in row]
       if points:
-        steps, accuracy = zip(*points)
-        ax.plot(steps, accuracy, marker='o', markersize=3,
-                label=sweeps.describe_point(r, ('head', 'regularizer', 'lam', 'scale',
-                                                'margin', 'feature_size', 'seed')))
+        steps, accuracy, std = map(np.array, zip(*points))
+        ax.errorbar(steps, accuracy, yerr=std, marker='o', markersize=3, capsize=3, lw=1,
+                    label=sweeps.describe_point(r, ('head', 'regularizer', 'lam', 'scale',
+                                                    'margin', 'feature_size', 'seed')))
     ax.axhline(0.5, color='grey', linestyle=':', label='chance')
-    ax.set_title(f'{val}: 10-fold verification accuracy', fontsize=9)
+    ax.set_title(f'{val}: 10-fold verification accuracy (bars: +- std over folds)',
+                 fontsize=9)
     ax.set_xlabel('training step')
     ax.set_ylabel('accuracy')
-    # the legend goes below the axes, where it hides no curve
-    ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.18))
+  handles, labels = legend_entries(axes)
+  fig.legend(handles, labels, loc='upper center', bbox_to_anchor=(0.5, 0.0), fontsize=8,
+             ncol=min(len(labels), 2))
   return save(fig, path, title='face verification of the validation pairs during training',
               bbox_inches='tight')
 
