@@ -102,7 +102,7 @@ def test_random_shift_moves_each_image_by_at_most_the_bound_and_fills_with_zeros
 
 @pytest.mark.parametrize('overrides, message', [
     ({'data.name': 'fashion_mnist', 'data.source': 'bundled'}, 'exists only for mnist'),
-    ({'data.name': 'cifar11'}, "data.name='cifar11' is not one of mnist, fashion_mnist or a"),
+    ({'data.name': 'cifar11'}, "data.name='cifar11' is not one of mnist, fashion_mnist, ndigit_mnist, folder or a"),
     ({'data.source': 'web'}, "data.source='web' is not one of"),
 ])
 def test_bad_data_config_is_one_clear_error(overrides, message):

@@ -94,3 +94,48 @@ def test_a_labelled_image_folder_trains_through_the_cli(tmp_path):
   assert all(float(r['test_accuracy']) > 0.6 for r in rows)  # 3 classes: chance is 1/3
   features = np.load(workdir / 'runs' / rows[0]['name'] / 'features.npz')
   assert sorted(set(features['test_labels'].tolist())) == [0, 1, 2]
+
+
+HEAD_CONFIG = '''
+from cl_research import configs
+from cl_research.core import heads
+
+
+def half_margin(features_BxD, classifier, labels_B, hparams, step):
+  """CosFace with half its margin on the target: s (cos theta_y - m / 2)."""
+  del step
+  cos_BxC = heads.cosine_logits(features_BxD, classifier['kernel'])
+  return heads.margin_logits(cos_BxC, labels_B, hparams['scale'], m3=hparams['margin'] / 2)
+
+
+heads.register('half_margin', half_margin, margin_field='toy_margin')
+
+
+def get_config(arg=None):
+  config = configs.digits_config()
+  configs.apply_smoke(config)
+  config.loss.toy_margin = 0.4
+  config.loss.scale = 16.0
+  config.sweep.head = ('half_margin',)
+  config.sweep.lam = (0.0,)
+  config.sweep.feature_size = (2,)
+  return config
+'''
+
+
+@pytest.mark.e2e
+def test_registered_head_trains_through_the_cli(tmp_path):
+  config_file = tmp_path / 'head_config.py'
+  config_file.write_text(HEAD_CONFIG)
+  workdir = tmp_path / 'out'
+  subprocess.run([sys.executable, '-m', 'cl_research.run', '--config', str(config_file),
+                  '--workdir', str(workdir)], check=True, capture_output=True, text=True)
+  with open(workdir / 'summary.csv') as f:
+    (row,) = list(csv.DictReader(f))
+  assert (row['head'], row['status']) == ('half_margin', 'complete')
+  assert (float(row['scale']), float(row['margin'])) == (16.0, 0.4)
+  assert (workdir / 'grid_directions.png').exists()  # an angular head's directions
+  bad = subprocess.run([sys.executable, '-m', 'cl_research.run', '--config', str(config_file),
+                        '--config.loss.toy_margin=-1', '--workdir', str(tmp_path / 'bad')],
+                       capture_output=True, text=True)
+  assert bad.returncode == 2 and 'a margin must be a number >= 0' in bad.stderr

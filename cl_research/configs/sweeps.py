@@ -19,9 +19,6 @@ from cl_research.core import regularizers
 SWEEP_AXES = ('lam', 'alpha', 'feature_size', 'seed', 'head', 'regularizer', 'scale',
               'margin', 'holdout')
 REQUIRED_AXES = ('lam', 'alpha', 'feature_size', 'seed')
-SCALED_HEADS = heads.NORMALIZED  # heads with a scale s
-MARGIN_FIELDS = {'cosface': 'cosface_margin', 'arcface': 'arcface_margin',
-                 'sphereface': 'sphereface_m'}  # heads with a margin: config.loss's field
 NAMES = {'lam': 'lambda', 'alpha': 'alpha', 'feature_size': 'd', 'seed': 'seed',
          'head': 'head', 'regularizer': 'regularizer', 'scale': 's', 'margin': 'm',
          'holdout': 'held out'}
@@ -40,10 +37,11 @@ def _values(config, grid, axis):
 def _resolve(config, point):
   """The point as the run uses it: defaults filled in, unused values None."""
   head, regularizer = point['head'], point['regularizer']
-  point['scale'] = (None if head not in SCALED_HEADS else
+  spec = heads.HEADS[head]
+  point['scale'] = (None if not spec.scaled else
                     config.loss.scale if point['scale'] is None else point['scale'])
-  point['margin'] = (None if head not in MARGIN_FIELDS else
-                     config.loss[MARGIN_FIELDS[head]] if point['margin'] is None
+  point['margin'] = (None if spec.margin_field is None else
+                     config.loss[spec.margin_field] if point['margin'] is None
                      else point['margin'])
   if regularizer == 'none':
     point['lam'] = 0.0

@@ -18,16 +18,15 @@ theta_j is the angle between the feature x and the class weight W_j (a column of
 D x C classifier kernel); the margin heads normalise both, SphereFace only W.
 """
 
+import dataclasses
 import math
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
 from cl_research import errors
 
-HEADS = ('softmax', 'normface', 'cosface', 'arcface', 'combined', 'sphereface')
-NORMALIZED = ('normface', 'cosface', 'arcface', 'combined')  # logits s cos theta
-ANGULAR = NORMALIZED + ('sphereface',)  # no bias; the class weights are directions
 _EPS = 1e-12  # floor of squared norms: a zero vector normalises to zero, gradients finite
 _COS_LIMIT = 1.0 - 1e-6  # arccos' derivative is finite inside (-1, 1)
 
@@ -104,35 +103,107 @@ def sphereface_logits(features_BxD, weights_DxC, labels_B, m, lam_a):
   return _with_target(norm_B[:, None] * cos_BxC, target, labels_B)
 
 
+@dataclasses.dataclass(frozen=True)
+class Head:
+  """A registered classifier head.
+
+  `training_logits(features_BxD, classifier, labels_B, hparams, step) -> logits_BxC`:
+  the logits the cross-entropy sees, margins applied; a pure function (jit-, grad- and
+  vmap-safe). `classifier` is the model's classifier params: {'kernel': D x C} (and
+  'bias': C for a head that is not `angular`); `hparams` the run's traced numbers:
+  `scale`, `margin` (the head's own, from `config.loss[margin_field]` or the margin
+  axis), `lam` and every number of `config.loss` under its own name; `step` the traced
+  step. `inference_logits(features_BxD, classifier) -> logits_BxC`: margin-free logits
+  whose argmax is the predicted class. `angular`: the class weights are directions (the
+  classifier has no bias; plots add the features' directions). `normalized`: logits are
+  s cos theta. `scaled`: it reads `hparams['scale']` (loss.scale, the scale axis).
+  `margin_field`: the config.loss field of its margin, or None; `margin_domain`:
+  (holds, the domain in words) of a margin value.
+  """
+  training_logits: Callable
+  inference_logits: Callable
+  angular: bool = True
+  normalized: bool = True
+  scaled: bool = True
+  margin_field: str = None
+  margin_domain: tuple = (lambda m: m >= 0, 'a margin must be a number >= 0')
+
+
+HEADS = {}  # name -> Head, in registration order
+
+
+def register(name, training_logits, inference_logits=None, **properties):
+  """Makes a head `name`, usable as `loss.head` and on the `sweep.head` axis;
+  `properties` are `Head`'s fields. Without `inference_logits` the prediction is the
+  nearest class weight by angle (s cos theta). Registering in the config file a run
+  names (`--config path/to/my_config.py`) is enough for the command line."""
+  errors.check(isinstance(name, str) and name.isidentifier(),
+               f'head name {name!r} must be an identifier')
+  HEADS[name] = Head(training_logits, inference_logits or (
+      lambda features_BxD, classifier: cosine_logits(features_BxD, classifier['kernel'])),
+                     **properties)
+  return training_logits
+
+
+def is_angular(name):
+  """Whether the head `name` treats class weights as directions (no classifier bias)."""
+  return HEADS[name].angular
+
+
+def is_normalized(name):
+  """Whether the head `name`'s logits are s cos theta."""
+  return HEADS[name].normalized
+
+
 def training_logits(head, features_BxD, classifier, labels_B, hparams, step):
-  """The logits the cross-entropy sees during training. `classifier` is the model's
-  classifier params ({'kernel': D x C, 'bias': C} for softmax); `hparams` holds the
-  traced `scale`, `margin` (m2 of ArcFace, m3 of CosFace, m of SphereFace), `m1`,
-  `m2`, `m3` (combined) and SphereFace's annealing constants."""
-  if head == 'softmax':
-    return features_BxD @ classifier['kernel'] + classifier['bias']
-  kernel = classifier['kernel']
-  if head == 'sphereface':
-    lam_a = sphereface_lambda(step, hparams['sphereface_base'], hparams['sphereface_gamma'],
-                              hparams['sphereface_power'], hparams['sphereface_lambda_min'])
-    return sphereface_logits(features_BxD, kernel, labels_B, hparams['margin'], lam_a)
-  cos = cosine_logits(features_BxD, kernel)
-  margins = {'normface': (1.0, 0.0, 0.0), 'cosface': (1.0, 0.0, hparams['margin']),
-             'arcface': (1.0, hparams['margin'], 0.0),
-             'combined': (hparams['m1'], hparams['m2'], hparams['m3'])}[head]
-  return margin_logits(cos, labels_B, hparams['scale'], *margins)
+  """The logits the cross-entropy sees during training (`Head.training_logits`)."""
+  return HEADS[head].training_logits(features_BxD, classifier, labels_B, hparams, step)
 
 
-def inference_logits(head, features_BxD, classifier, scale=1.0):
-  """Logits without margins, for predicting a class: the softmax layer's, s cos theta
-  for the normalised heads, ||x|| cos theta for SphereFace (argmax is the closest class
+def inference_logits(head, features_BxD, classifier):
+  """Logits without margins, for predicting a class: the softmax layer's, cos theta for
+  the normalised heads, ||x|| cos theta for SphereFace (argmax is the closest class
   weight by angle for every angular head)."""
-  if head == 'softmax':
-    return features_BxD @ classifier['kernel'] + classifier['bias']
-  cos = cosine_logits(features_BxD, classifier['kernel'])
-  if head == 'sphereface':
-    return safe_norm(features_BxD)[:, None] * cos
-  return scale * cos
+  return HEADS[head].inference_logits(features_BxD, classifier)
+
+
+def _margin_head(margins):
+  """A head of insightface's combined margin: `margins(hparams)` -> (m1, m2, m3)."""
+  def logits(features_BxD, classifier, labels_B, hparams, step):
+    del step
+    return margin_logits(cosine_logits(features_BxD, classifier['kernel']), labels_B,
+                         hparams['scale'], *margins(hparams))
+  return logits
+
+
+def _sphereface(features_BxD, classifier, labels_B, hparams, step):
+  lam_a = sphereface_lambda(step, hparams['sphereface_base'], hparams['sphereface_gamma'],
+                            hparams['sphereface_power'], hparams['sphereface_lambda_min'])
+  return sphereface_logits(features_BxD, classifier['kernel'], labels_B, hparams['margin'],
+                           lam_a)
+
+
+def _linear(features_BxD, classifier, labels_B=None, hparams=None, step=None):
+  del labels_B, hparams, step
+  return features_BxD @ classifier['kernel'] + classifier['bias']
+
+
+register('softmax', _linear, _linear, angular=False, normalized=False, scaled=False)
+register('normface', _margin_head(lambda h: (1.0, 0.0, 0.0)))
+register('cosface', _margin_head(lambda h: (1.0, 0.0, h['margin'])),
+         margin_field='cosface_margin')
+register('arcface', _margin_head(lambda h: (1.0, h['margin'], 0.0)),
+         margin_field='arcface_margin',
+         margin_domain=(lambda m: 0 <= m < math.pi / 2,
+                        'an angular margin must be in [0, pi/2) radians'))
+register('combined', _margin_head(lambda h: (h['m1'], h['m2'], h['m3'])))
+register('sphereface', _sphereface,
+         lambda features_BxD, classifier: safe_norm(features_BxD)[:, None] * cosine_logits(
+             features_BxD, classifier['kernel']),
+         normalized=False, scaled=False, margin_field='sphereface_m',
+         margin_domain=(lambda m: m >= 1 and float(m).is_integer(),
+                        'm must be a positive integer (1 is plain normalised-weight '
+                        'softmax; 4 is usual)'))
 
 
 # config.loss's head numbers: (holds, the domain in words). Checked whatever the head, so
@@ -164,10 +235,5 @@ def validate(head, scale, margin):
     return
   errors.check(errors.is_number(margin) and margin >= 0,
                f'margin {margin!r} ({head}): a margin must be a number >= 0')
-  if head == 'arcface':
-    errors.check(margin < math.pi / 2, f'margin {margin!r} (arcface): an angular margin must '
-                 'be in [0, pi/2) radians')
-  if head == 'sphereface':
-    errors.check(margin >= 1 and float(margin).is_integer(), f'margin {margin!r} '
-                 '(sphereface): m must be a positive integer (1 is plain normalised-weight '
-                 'softmax; 4 is usual)')
+  holds, domain = HEADS[head].margin_domain
+  errors.check(holds(margin), f'margin {margin!r} ({head}): {domain}')

@@ -39,7 +39,7 @@ class Regularizer:
   to `config.loss` arrives too, traced: sweeping it never recompiles).
   `uses_centers`: the train state's centers follow `centers.mode` for it (ECCV16 Eq. 4
   toward the batch's class means, or their own optimizer); `angular_only`: only with the
-  heads of `heads.ANGULAR`.
+  heads whose class weights are directions (`heads.is_angular`).
   """
   term: Callable
   uses_centers: bool = True
@@ -159,6 +159,7 @@ NUMBER_DOMAINS = {
 def validate(regularizer, head):
   """Raises ConfigError where `regularizer` is unknown or cannot go with `head`."""
   errors.check_choice(regularizer, 'regularizer', REGULARIZERS)
-  errors.check(not REGULARIZERS[regularizer].angular_only or head in heads.ANGULAR,
+  errors.check(not REGULARIZERS[regularizer].angular_only or heads.is_angular(head),
                f"regularizer {regularizer!r} with head {head!r}: it is for the angular "
-               f"heads ({', '.join(heads.ANGULAR)}); with {head!r} use 'center'")
+               f"heads ({', '.join(h for h in heads.HEADS if heads.is_angular(h))}); with "
+               f"{head!r} use 'center'")

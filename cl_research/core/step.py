@@ -230,7 +230,7 @@ def predict(model, head, params, images, batch_stats=None):
   """(features, margin-free logits) of a batch: what evaluation sees (BatchNorm with its
   running statistics)."""
   features, logits, _ = apply_model(model, params, batch_stats, images, train=False)
-  if head != 'softmax':
+  if head != 'softmax':  # the model's own logits are the softmax head's
     logits = heads.inference_logits(head, features, params['classifier'])
   return features, logits
 

@@ -62,7 +62,7 @@ def searched(loss):
   keys = ['learning_rate']
   if regularizer != 'none':
     keys += ['lam', 'alpha']
-  if head in heads.NORMALIZED:
+  if heads.is_normalized(head):
     keys.append('scale')
   if head in MARGIN_HEADS:
     keys.append(f'{head}_margin')

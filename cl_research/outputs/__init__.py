@@ -241,7 +241,8 @@ def write_grids(workdir, config, dataset, results, features_by_name):
     row_key, col_key = config.grid
     labels = ([sweeps.axis_label(row_key, v) for v in rows],
               [sweeps.axis_label(col_key, v) for v in cols])
-    angular = any(r['head'] in heads.ANGULAR for r in runs.values())
+    angular = any(r['head'] in heads.HEADS and heads.is_angular(r['head'])
+                  for r in runs.values())
     for directions in (False, True) if angular else (False,):
       if directions:
         cells = {ij: {**c, 'label': cell_label(runs[ij], angular=True)} for ij, c in cells.items()}

@@ -270,7 +270,7 @@ class DigitsGroup:
     names = self.dataset.class_names
     plots.plot_run(outputs.shown_features(result, {result['name']: features}), title, names,
                    paths.scatter, self.config.plot_max_points,
-                   directions=point['head'] in heads.ANGULAR)
+                   directions=heads.is_angular(point['head']))
     if result['status'] == 'complete':
       distances = clustering.intra_class_distances(
           features['test_features'], features['test_labels'], self.dataset.num_classes)
