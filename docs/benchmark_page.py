@@ -126,7 +126,7 @@ def comparisons_table(comparisons):
   return '\n'.join(lines)
 
 
-def conclusion(comparisons, config, minutes):
+def conclusion(comparisons, config, minutes, machine):
   """The page's answer in one paragraph, built from the verdicts."""
   declared = [c for c in comparisons if c['family'] == 'declared']
   by_metric = {}
@@ -141,7 +141,7 @@ def conclusion(comparisons, config, minutes):
       f"{len(config['benchmark']['seeds'])} seeds: {said}. These comparisons could detect "
       f"differences of {pages.mde_range(declared, 100)} points of the retrieval metrics; "
       "smaller effects could go unseen, so an `inconclusive` loss is not one that equals "
-      f"softmax. The whole protocol ran in {minutes:.0f} minutes on 2 CPU cores, with "
+      f"softmax. The whole protocol ran in {minutes:.0f} minutes on {machine}, with "
       f"{seen} training classes of small grey images; the answer at face-recognition scale (thousands "
       "of identities) is not measured here. The same protocol on 3-digit MNIST (700 "
       "training numbers, 300 unseen, the whole loss family, 4 folds, 50 trials, 10 seeds) "
@@ -171,7 +171,7 @@ def main():
       settings=settings_table(best, read('trials.csv')),
       finals=finals_table(read('summary_by_setting.csv')),
       comparisons=comparisons_table(comparisons), conclusion=conclusion(
-          comparisons, config, minutes),
+          comparisons, config, minutes, pages.machine(WORKDIR)),
       how_to_read=pages.how_to_read(len(config['benchmark']['seeds']), len(declared),
                                     margins))
   with open(os.path.join(DOCS, 'benchmark.md'), 'w') as f:

@@ -126,6 +126,7 @@ def main():
              ('verification_accuracy', 'verif. cosine (pt)', 100),
              ('verification_accuracy_l2', 'verif. L2 (pt)', 100))
   page = PAGE.format(detail=summary[0]['data_detail'], steps=summary[0]['num_steps'],
+                     machine=pages.machine(WORKDIR),
                      settings=settings_table(by_setting),
                      comparisons=comparisons_table(comparisons, metrics),
                      findings=findings(comparisons, metrics),
@@ -144,7 +145,7 @@ PAGE = """# The loss family on 2-D MNIST features
 This page is written by `python docs/losses_page.py`; every number and figure on it comes
 from the runs that command makes: `python -m cl_research.run --config losses` with seeds
 0, 1 and 2 (data: {detail}; {steps} steps of 64; quarter-width LeNets++; 2-D features;
-each run on one pinned core). The figures show seed 0. The optimizer is Adam (lr 2e-3,
+each run on one pinned core; {machine}). The figures show seed 0. The optimizer is Adam (lr 2e-3,
 no weight decay) for every head, not the center-loss paper's SGD: with SGD the
 normalised heads stall (the last section).
 

@@ -118,6 +118,7 @@ def main():
         title=title, dataset=dataset, detail=summary[0]['data_detail'],
         steps=summary[0]['num_steps'], answer=answer(comparisons),
         minutes=outputs.elapsed_minutes(workdir(dataset)), runs=len(summary),
+        machine=pages.machine(workdir(dataset)),
         settings=settings_table(read(dataset, 'summary_by_setting.csv')),
         primary=comparisons_table(comparisons, PRIMARY),
         secondary=comparisons_table(comparisons, SECONDARY),
@@ -161,7 +162,7 @@ Numbers are means over 3 seeds with their 95% Student-t interval, reported as co
 
 SECTION = """## {title}
 
-Data: {detail}; {steps} steps of 64; {runs} runs in {minutes:.1f} min on 2 CPU cores
+Data: {detail}; {steps} steps of 64; {runs} runs in {minutes:.1f} min on {machine}
 (config.json to summary.csv).
 
 ### Conclusion

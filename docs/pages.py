@@ -96,6 +96,17 @@ def page_args(doc):
   return parser.parse_known_args()
 
 
+def machine(workdir):
+  """The machine a workdir's runs used, as its metadata.json records it (numbers move
+  across CPU types, so every page names it)."""
+  import json  # pylint: disable=import-outside-toplevel
+  try:
+    with open(os.path.join(workdir, 'metadata.json')) as f:
+      return json.load(f).get('machine') or '2 CPU cores (the CPU type was not recorded)'
+  except OSError:
+    return '2 CPU cores (no metadata.json)'
+
+
 def copy_figures(workdir, names, prefix, docs=DOCS):
   """Copies the plots `names` of `workdir` to docs/figures/<prefix>_<name>."""
   figures = os.path.join(docs, 'figures')

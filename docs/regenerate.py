@@ -248,7 +248,7 @@ def table(rows):
 def section(s, rows):
   d, m = s['dataset'], s['minutes']
   out = [f"## {d}: {s['description']}\n\nData as recorded by the runs: {s['detail']}. "
-         f"Wall time on 2 CPU cores (config.json to summary.csv): fig2 {m['fig2']:.1f} min, "
+         f"Wall time on {s['machine']} (config.json to summary.csv): fig2 {m['fig2']:.1f} min, "
          f"fig3 {m['fig3']:.1f} min, fig5 {m['fig5']:.1f} min.\n\n", findings(s, rows)]
   for fig, ref in (('fig2', 'eccv16_fig2_softmax_features.png'),
                    ('fig3', 'eccv16_fig3_lambda_grid.png'),
@@ -294,7 +294,8 @@ def main():
     sections.append(dict(dataset=dataset, description=description, **rows,
                          minutes={fig: outputs.elapsed_minutes(workdir(fig, dataset))
                                   for fig in FIGURES},
-                         detail=rows['fig2'][0]['data_detail']))
+                         detail=rows['fig2'][0]['data_detail'],
+                         machine=pages.machine(workdir('fig2', dataset))))
   with open(os.path.join(DOCS, 'reproduction.md'), 'w') as f:
     compared = page_comparisons(sections)
     total = sum(sum(s['minutes'].values()) for s in sections)

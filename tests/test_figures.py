@@ -144,7 +144,7 @@ def test_inspect_sweep_notebook_on_a_half_finished_sweep(figure_runs, tmp_path):
     os.symlink(src / name, partial / 'runs' / name)
   outputs = execute('inspect_sweep.ipynb', {'CL_WORKDIR': str(partial)})
   text = ''.join(o.get('text', '') for o in outputs)
-  assert '2 finished of 2 started runs' in text and 'no grid.png yet' in text
+  assert '2 finished of 2 started runs' in text and 'no grid.png: the sweep has not finished' in text
 
 
 def test_paper_figures_notebook_runs_and_shows_plots(figure_runs):

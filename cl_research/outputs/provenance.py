@@ -1,6 +1,7 @@
 """Where a result came from: package versions, backend and devices, git commit, data."""
 
 import importlib.metadata
+import os
 import platform
 import subprocess
 
@@ -21,6 +22,27 @@ def package_versions():
     except importlib.metadata.PackageNotFoundError:
       versions[name] = None
   return versions
+
+
+def machine():
+  """The CPU in words ('2 cores, Intel(R) Xeon(R) Processor (AVX-512, AMX)'): numbers
+  move across CPU types, so every page names the one its runs used."""
+  model, flags = platform.processor() or platform.machine(), set()
+  try:
+    with open('/proc/cpuinfo') as f:
+      for line in f:
+        key, _, value = line.partition(':')
+        if key.strip() == 'model name':
+          model = value.strip()
+        elif key.strip() == 'flags':
+          flags = set(value.split())
+          break
+  except OSError:
+    pass
+  isa = [name for flag, name in (('avx512f', 'AVX-512'), ('amx_tile', 'AMX'))
+         if flag in flags] or (['AVX2'] if 'avx2' in flags else [])
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()
+  return f'{cores} cores, {model}' + (f' ({", ".join(isa)})' if isa else '')
 
 
 def git_commit():
@@ -50,6 +72,7 @@ def metadata(config, dataset, runtime):
       'packages': package_versions(),
       'runtime': runtime.as_dict(),
       'python': platform.python_version(),
+      'machine': machine(),
       'backend': jax.default_backend(),
       'devices': [str(d) for d in jax.devices()],
       'process_count': jax.process_count(),
