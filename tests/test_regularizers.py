@@ -1,6 +1,7 @@
 """The feature regularizers against hand-computed values, and their centers and radius
 in the train step."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -89,3 +90,30 @@ def test_center_based_regularizers_move_their_centers_in_both_modes(regularizer)
     new, aux = trainer.train_step(state, BATCH, trainer.hparams(0.5, 0.5, scale=10.0))
     assert not np.allclose(new.centers, 1.0), (regularizer, mode)
     assert np.isfinite(float(aux['regularizer_loss']))
+
+
+@pytest.mark.parametrize('name', ['center', 'contrastive_center', 'git', 'island'])
+def test_regularizers_at_100k_identities_stay_within_2_gib(name):
+  """Value and gradients (features and centers) at C = 100,000, D = 512, B = 64: XLA's
+  own accounting of the compiled program (arguments, outputs, temporaries) under 2 GiB;
+  a B x C x D tensor of differences alone would be 13 GB."""
+  b, c, d = 64, 100_000, 512
+  hparams = {'contrastive_delta': 1.0, 'git_weight': 10.0, 'island_weight': 10.0}
+
+  def term(features_BxD, centers_CxD, labels_B):
+    value, _ = regularizers.regularizer_loss(name, features_BxD, labels_B, centers_CxD,
+                                             0.0, hparams)
+    return value
+
+  grad_fn = jax.jit(jax.value_and_grad(term, argnums=(0, 1)))
+  features = jax.random.normal(jax.random.key(0), (b, d))
+  centers = jax.random.normal(jax.random.key(1), (c, d))
+  labels = jnp.arange(b) * 7
+  compiled = grad_fn.lower(features, centers, labels).compile()
+  memory = compiled.memory_analysis()
+  total = (memory.temp_size_in_bytes + memory.argument_size_in_bytes
+           + memory.output_size_in_bytes)
+  assert total < 2 * 2**30, f'{name}: {total / 2**30:.2f} GiB'
+  value, (g_features, g_centers) = compiled(features, centers, labels)
+  assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(g_features)))
+  assert np.all(np.isfinite(np.asarray(g_centers)))
