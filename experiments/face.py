@@ -19,7 +19,7 @@ Center loss and the margin heads on faces (cl_research.engine.tasks.faces). The 
 The settings for real data:
   * `insightface` (the default): iResNet-50, ArcFace s 64 m 0.5, no center loss, SGD
     momentum 0.9 at lr 0.02 (one GPU, batch 128) decaying linearly to 0, weight decay
-    5e-4 on every parameter, gradient clip 5, bfloat16 convolutions; 77,200 steps = 20
+    5e-4 on every parameter, the backbone's gradient clipped at norm 5, bfloat16 convolutions; 77,200 steps = 20
     epochs of CASIA-WebFace (494k images; set num_steps to 20 x images / batch for
     another pack); insightface's protocol with flipped embeddings summed.
   * `eccv16`: the paper's Face-ResNet (112x96), softmax + center loss lambda 0.008
@@ -51,6 +51,7 @@ def apply_insightface(c):
   c.optimizer.lr_schedule = 'linear'
   c.optimizer.decay_biases = True
   c.optimizer.grad_clip_norm = 5.0
+  c.optimizer.clip_scope = 'backbone'  # clip_grad_norm_(backbone.parameters(), 5)
   c.batch_size = 128
   c.num_steps = 77_200
   c.evals.verification.protocol, c.evals.verification.flip = 'insightface', 'sum'

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from cl_research import configs
 from cl_research.core import optim
 from cl_research.core.models import lenets as models
 from tests.conftest import tiny_config
@@ -38,3 +39,25 @@ def test_weight_decay_spares_biases_as_the_caffe_prototxt():
       decayed = name != 'bias' or decay_biases  # weights and PReLU slopes always
       np.testing.assert_allclose(update, -0.1 if decayed else 0.0, err_msg=str(path))
     assert names == {'kernel', 'bias', 'slope'}
+
+
+@pytest.mark.parametrize('scope', optim.CLIP_SCOPES)
+def test_clip_scope_backbone_leaves_the_classifier_gradient_unclipped(scope):
+  config = configs.digits_config().optimizer
+  config.name, config.momentum, config.weight_decay = 'sgd', 0.0, 0.0
+  config.grad_clip_norm, config.clip_scope = 1.0, scope
+  tx = optim.make_optimizer(config, num_steps=10)
+  params = {'conv': {'kernel': jnp.ones((3, 3))}, 'classifier': {'kernel': jnp.ones((4, 2))}}
+  grads = {'conv': {'kernel': jnp.full((3, 3), 10.0)},
+           'classifier': {'kernel': jnp.full((4, 2), 100.0)}}
+  updates, _ = tx.update(grads, tx.init(params), params)
+  backbone = np.asarray(-updates['conv']['kernel'])
+  classifier = np.asarray(-updates['classifier']['kernel'])
+  if scope == 'backbone':  # the backbone alone has norm 1 after the clip
+    np.testing.assert_allclose(np.linalg.norm(backbone), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(classifier, 100.0, rtol=1e-6)
+    np.testing.assert_allclose(float(optim.clipped_norm(grads, scope)), 30.0, rtol=1e-5)
+  else:  # one global norm over both
+    total = np.sqrt(np.sum(backbone**2) + np.sum(classifier**2))
+    np.testing.assert_allclose(total, 1.0, rtol=1e-5)
+    assert classifier[0, 0] < 1.0

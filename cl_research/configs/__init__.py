@@ -78,6 +78,7 @@ def shared_config():
   c.optimizer.lr_schedule = 'step'  # 'step': lr_decay at lr_decay_at; 'linear': to 0
   c.optimizer.warmup_frac = 0.0  # linear warm-up over this fraction of num_steps
   c.optimizer.grad_clip_norm = 0.0  # clip the network's gradient to this global norm; 0: off
+  c.optimizer.clip_scope = 'all'  # what the clip sees: all | backbone (not the classifier)
 
   c.centers = ml_collections.ConfigDict()
   c.centers.mode = 'paper'  # 'paper': Eq. 4 with alpha; 'gradient': own optimizer

@@ -1,12 +1,14 @@
 """The network's and the centers' optimizers, and the learning-rate schedule (optax)."""
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from cl_research import errors
 
 OPTIMIZERS = ('sgd', 'adam')  # `optimizer.name` and `centers.optimizer`
 LR_SCHEDULES = ('step', 'linear')  # `optimizer.lr_schedule`
+CLIP_SCOPES = ('all', 'backbone')  # `optimizer.clip_scope`: what the gradient clip sees
 
 
 def relative_schedule(opt_config, num_steps):
@@ -43,6 +45,21 @@ def decay_mask(params, decay_biases):
       lambda path, _: decay_biases or getattr(path[-1], 'key', None) != 'bias', params)
 
 
+def clip_mask(params, scope):
+  """Which params the gradient clip sees: every one (`all`), or all but the classifier
+  (`backbone`, insightface's `clip_grad_norm_(backbone.parameters(), 5)`: with 10k+
+  identities the classifier's gradient would otherwise shrink the backbone's step)."""
+  return {k: jax.tree.map(lambda _, keep=(scope == 'all' or k != 'classifier'): keep, v)
+          for k, v in params.items()}
+
+
+def clipped_norm(grads, scope):
+  """The global norm the clip compares with `grad_clip_norm`: of the params it sees."""
+  mask = clip_mask(grads, scope)
+  return optax.global_norm(jax.tree.map(lambda g, m: g if m else jnp.zeros((), g.dtype),
+                                        grads, mask))
+
+
 def _momentum_or_adam(name, momentum):
   if name == 'adam':
     return optax.scale_by_adam()
@@ -53,8 +70,9 @@ def make_optimizer(opt_config, num_steps):
   """SGD(momentum) or Adam with coupled L2 (Caffe's weight_decay, on the params
   `decay_mask` picks) and the schedule, at unit learning rate: the step multiplies the
   update by the traced `learning_rate`. The gradient clip sees the loss's gradient only,
-  before weight decay."""
-  clip = (optax.clip_by_global_norm(opt_config.grad_clip_norm)
+  before weight decay, over the params of `optimizer.clip_scope` (`clip_mask`)."""
+  clip = (optax.masked(optax.clip_by_global_norm(opt_config.grad_clip_norm),
+                       lambda params: clip_mask(params, opt_config.clip_scope))
           if opt_config.grad_clip_norm else optax.identity())
   schedule = relative_schedule(opt_config, num_steps)
   mask = lambda params: decay_mask(params, opt_config.decay_biases)
@@ -81,3 +99,4 @@ def validate(optimizer_config):
   errors.check(0 <= o.warmup_frac < 1,
                f'optimizer.warmup_frac={o.warmup_frac!r} must be in [0, 1)')
   errors.check_choice(o.lr_schedule, 'optimizer.lr_schedule', LR_SCHEDULES)
+  errors.check_choice(o.clip_scope, 'optimizer.clip_scope', CLIP_SCOPES)

@@ -63,6 +63,7 @@ class StepSetup:
   center_tx: Any  # an optax.GradientTransformation in `gradient` mode, else None
   unscale_lambda: bool  # `gradient` mode: the centers' step of KaiyangZhou's port
   grad_clip_norm: float  # the clip inside `tx` (0: none), to count when it engages
+  clip_scope: str  # the params the clip sees (optim.CLIP_SCOPES)
   schedule: Any  # step -> the learning-rate multiplier (ring loss's radius follows it)
 
 
@@ -73,6 +74,7 @@ def make_setup(config, model, head, regularizer):
                    center_tx=optim.make_center_optimizer(config.centers) if gradient else None,
                    unscale_lambda=config.centers.unscale_lambda,
                    grad_clip_norm=config.optimizer.grad_clip_norm,
+                   clip_scope=config.optimizer.clip_scope,
                    schedule=optim.relative_schedule(config.optimizer, config.num_steps))
 
 
@@ -180,8 +182,8 @@ def guard_divergence(state, updated, code):
 
 def train_step(setup, state, batch, hparams):
   """(setup, state, batch, hparams) -> (state, aux): one step of one run, pure. aux holds
-  `losses.objective`'s terms, `grad_norm` (the network gradient's global norm before the
-  clip), `clipped` (1 where the clip engaged, else 0) and `learning_rate` (the step's
+  `losses.objective`'s terms, `grad_norm` (the global norm, before the clip, of the
+  gradient of the params the clip sees: `optimizer.clip_scope`), `clipped` (1 where the clip engaged, else 0) and `learning_rate` (the step's
   rate after the schedule); the state counts the steps the clip engaged."""
   grads, aux, features, radius, batch_stats = loss_and_grads(setup, state, batch, hparams)
   centers, center_opt_state = update_centers(setup, state, features, batch['label'],
@@ -189,7 +191,7 @@ def train_step(setup, state, batch, hparams):
   params, opt_state = update_params(setup, state, grads['params'], hparams['learning_rate'])
   if 'radius' in grads:  # plain gradient descent at the network's learning rate
     radius = radius - hparams['learning_rate'] * setup.schedule(state.step) * grads['radius']
-  grad_norm = optax.global_norm(grads['params'])
+  grad_norm = optim.clipped_norm(grads['params'], setup.clip_scope)
   clipped = (grad_norm > setup.grad_clip_norm) if setup.grad_clip_norm else False
   aux = {**aux, 'grad_norm': grad_norm, 'clipped': jnp.float32(clipped),
          'learning_rate': hparams['learning_rate'] * setup.schedule(state.step)}
