@@ -1,9 +1,10 @@
 """python benchmarks/face_bench.py --depths 18,50 --dtypes float32,bfloat16
 
 Training images per second of the face backbones at 112x112: the real jitted
-`step.train_step` (iResNet, softmax + center loss over `--classes` identities, SGD),
-timed over `--steps` steps after one that compiles, per depth and dtype in one process,
-so the numbers compare with each other. Prints one JSON line; docs/faces.md has the
+`step.train_step` (iResNet, softmax + center loss over `--classes` identities, SGD,
+Partial FC at each of `--partial-fc-rates`), timed over `--steps` steps after one that
+compiles, per depth, dtype and rate in one process, so the numbers compare with each
+other; with XLA's memory of the compiled step (arguments, outputs and temporaries). Prints one JSON line; docs/faces.md has the
 table of this machine's numbers.
 
   python benchmarks/face_bench.py --smoke          # tiny settings, seconds
@@ -20,8 +21,9 @@ import numpy as np
 from cl_research.core.models import backbones
 from cl_research import configs
 from cl_research.core import step as train
-def images_per_s(depth, dtype, batch, steps, classes, width):
+def images_per_s(depth, dtype, batch, steps, classes, width, rate=1.0):
   config = configs.face_config()
+  config.loss.partial_fc_rate = rate
   config.model.depth, config.model.dtype, config.model.width = depth, dtype, width
   model = backbones.get_backbone(config.model, 512, classes, False)
   setup = train.make_setup(config, model, 'softmax', 'center')
@@ -31,6 +33,9 @@ def images_per_s(depth, dtype, batch, steps, classes, width):
   rng = np.random.default_rng(0)
   batch = {'image': jax.device_put(rng.normal(size=(batch, 112, 112, 3)).astype(np.float32)),
            'label': jax.device_put(rng.integers(0, classes, batch).astype(np.int32))}
+  analysis = step.lower(state, batch, hparams).compile().memory_analysis()
+  memory = (analysis.temp_size_in_bytes + analysis.argument_size_in_bytes
+            + analysis.output_size_in_bytes) if analysis else None
   start = time.perf_counter()
   state, _ = step(state, batch, hparams)
   jax.block_until_ready(state)
@@ -40,7 +45,9 @@ def images_per_s(depth, dtype, batch, steps, classes, width):
     state, _ = step(state, batch, hparams)
   jax.block_until_ready(state)
   seconds = time.perf_counter() - start
-  return {'depth': depth, 'dtype': dtype, 'width': width, 'batch': batch['label'].shape[0],
+  return {'depth': depth, 'dtype': dtype, 'width': width, 'classes': classes,
+          'partial_fc_rate': rate, 'step_memory_mb': memory and round(memory / 2**20, 1),
+          'batch': batch['label'].shape[0],
           'steps': steps, 'first_step_s': round(compile_s, 1),
           'images_per_s': round(steps * batch['label'].shape[0] / seconds, 2)}
 
@@ -53,15 +60,20 @@ def main():
   parser.add_argument('--steps', type=int, default=3)
   parser.add_argument('--classes', type=int, default=10_572)  # CASIA-WebFace
   parser.add_argument('--width', type=float, default=1.0)
+  parser.add_argument('--partial-fc-rates', default='1.0')
   parser.add_argument('--smoke', action='store_true', help='iResNet-18 at 1/16 width')
   args = parser.parse_args()
   if args.smoke:
     args.depths, args.dtypes, args.batch, args.steps, args.width = '18', 'float32', 4, 1, 1 / 16
-  rows = [images_per_s(int(d), t, args.batch, args.steps, args.classes, args.width)
-          for d in args.depths.split(',') for t in args.dtypes.split(',')]
+  rows = [images_per_s(int(d), t, args.batch, args.steps, args.classes, args.width,
+                       float(r))
+          for d in args.depths.split(',') for t in args.dtypes.split(',')
+          for r in args.partial_fc_rates.split(',')]
   for r in rows:
-    print(f"iresnet{r['depth']} {r['dtype']:>8}: {r['images_per_s']:8.2f} images/s "
-          f"(batch {r['batch']}, first step {r['first_step_s']} s)", flush=True)
+    print(f"iresnet{r['depth']} {r['dtype']:>8} r {r['partial_fc_rate']:g}: "
+          f"{r['images_per_s']:8.2f} images/s, step memory {r['step_memory_mb']} MB "
+          f"(batch {r['batch']}, {r['classes']:,} classes, first step {r['first_step_s']} s)",
+          flush=True)
   print(json.dumps({'backend': jax.default_backend(), 'devices': [str(d) for d in jax.devices()],
                     'rows': rows}))
 

@@ -3,8 +3,9 @@
 The accelerator run (about 10 minutes planned for one H200): the step benchmark in float32 and in bfloat16 with vmap groups of
 K = 1, 2, 4, 8, 16, then `fig3` at the paper's full settings and the `losses` grid,
 each through the real command line, then the face backbones' training images/s
-(iResNet-18 and -50 at 112x112, float32 and bfloat16, batch 128: face_bench.py) and
-`face:synthetic`. Writes `<out>/gpu.json` (the benchmarks' JSON, each run's wall time
+(iResNet-18 and -50 at 112x112, float32 and bfloat16, batch 128: face_bench.py), the
+face step with Partial FC at 100,000 and 1,000,000 identities (iResNet-50, bfloat16,
+r 0.1 and 1.0: images/s and step memory) and `face:synthetic`. Writes `<out>/gpu.json` (the benchmarks' JSON, each run's wall time
 and summary rows) and the figures under `<out>/fig3/`, `<out>/losses/`, `<out>/face/`. A machine that cannot download MNIST reads its IDX files from `--data-dir`
 (as written by `python -m cl_research.data.fetch mnist`).
 
@@ -33,11 +34,12 @@ def bench(dtype, smoke):
   return json.loads(run(cmd)[1].strip().splitlines()[-1])
 
 
-def face_bench(smoke):
-  """face_bench.py's JSON: iResNet-18 and -50 training images/s, float32 and bfloat16."""
+def face_bench(smoke, *args):
+  """face_bench.py's JSON: iResNet training images/s and step memory (by default
+  iResNet-18 and -50, float32 and bfloat16)."""
   cmd = [sys.executable, os.path.join(REPO, 'benchmarks', 'face_bench.py')]
   cmd += ['--smoke'] if smoke else ['--batch', '128', '--steps', '10']
-  return json.loads(run(cmd)[1].strip().splitlines()[-1])
+  return json.loads(run(cmd + list(args))[1].strip().splitlines()[-1])
 
 
 def run(cmd):
@@ -82,6 +84,10 @@ def main():
   result['fig3'] = experiment('fig3' + suffix, args.out, data_args)
   result['losses'] = experiment('losses' + suffix, args.out, data_args)
   result['face_bench'] = face_bench(args.smoke)
+  for classes in (['1000'] if args.smoke else ['100000', '1000000']):  # Partial FC at scale
+    result[f'partial_fc_{classes}'] = face_bench(
+        args.smoke, '--classes', classes, '--partial-fc-rates', '0.1,1.0',
+        *([] if args.smoke else ['--depths', '50', '--dtypes', 'bfloat16']))
   result['face'] = experiment('face:synthetic' + (',smoke' if args.smoke else ''), args.out,
                               [])
   with open(os.path.join(args.out, 'gpu.json'), 'w') as f:

@@ -56,6 +56,7 @@ def shared_config():
   c.loss.contrastive_delta = 1.0  # contrastive-center's delta (Qi & Su)
   c.loss.git_weight = 10.0  # Git loss's push: lambda_G / lambda_C (0.1 / 0.01 on MNIST)
   c.loss.island_weight = 10.0  # island loss's lambda_1
+  c.loss.partial_fc_rate = 1.0  # Partial FC: the share of classes a step samples (1: all)
 
   c.data = ml_collections.ConfigDict()
   c.data.name = ''

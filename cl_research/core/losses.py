@@ -137,6 +137,9 @@ def validate(points, loss_config):
     value = loss_config.get(name)
     errors.check(errors.is_number(value) and holds(value),
                  f'loss.{name}={value!r}: {domain}')
+  rate = loss_config.get('partial_fc_rate', 1.0)
+  errors.check(errors.is_number(rate) and 0 < rate <= 1,
+               f'loss.partial_fc_rate={rate!r} must be in (0, 1] (1: every class)')
   for p in points:
     heads.validate(p['head'], p['scale'], p['margin'])
     regularizers.validate(p['regularizer'], p['head'])

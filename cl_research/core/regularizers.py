@@ -86,7 +86,12 @@ def _squared_distances(features_BxD, centers_CxD):
 def contrastive_center_loss(features_BxD, labels_B, centers_CxD, delta=1.0):
   """Qi & Su, "Contrastive-center loss for deep neural networks" (ICIP 2017), averaged
   over the batch: 1/2 ||x - c_y||^2 / (sum_{j != y} ||x - c_j||^2 + delta). Pulls
-  toward the own center relative to the distance to the others."""
+  toward the own center relative to the distance to the others. Its centers: in
+  `centers.mode=paper` ECCV16's Eq. 4 (toward the batch's class means, no push); in
+  `centers.mode=gradient` the gradient of this loss, which also pushes the other
+  classes' centers away from each feature. Qi & Su learn the centers from their loss's
+  gradient, so `gradient` is the rule of their paper; the paper's exact center step
+  size was not available to check here."""
   d_BxC = _squared_distances(features_BxD, centers_CxD)
   onehot = jax.nn.one_hot(labels_B, centers_CxD.shape[0], dtype=d_BxC.dtype)
   own = jnp.sum(d_BxC * onehot, axis=-1)

@@ -22,6 +22,7 @@ from cl_research import errors
 from cl_research.core import heads
 from cl_research.core import losses
 from cl_research.core import optim
+from cl_research.core import partial_fc
 
 CENTER_MODES = ('paper', 'gradient')
 # What went non-finite first; `TrainState.diverged_code` k > 0 names DIVERGED_QUANTITIES[k - 1].
@@ -65,6 +66,8 @@ class StepSetup:
   grad_clip_norm: float  # the clip inside `tx` (0: none), to count when it engages
   clip_scope: str  # the params the clip sees (optim.CLIP_SCOPES)
   schedule: Any  # step -> the learning-rate multiplier (ring loss's radius follows it)
+  partial_fc_rate: float = 1.0  # < 1: Partial FC samples this share of the classes
+  classes_shards: int = 1  # the classifier's shards, each sampling its own classes
 
 
 def make_setup(config, model, head, regularizer):
@@ -75,6 +78,8 @@ def make_setup(config, model, head, regularizer):
                    unscale_lambda=config.centers.unscale_lambda,
                    grad_clip_norm=config.optimizer.grad_clip_norm,
                    clip_scope=config.optimizer.clip_scope,
+                   partial_fc_rate=config.loss.partial_fc_rate,
+                   classes_shards=config.parallel.get('classifier_shard', 1),
                    schedule=optim.relative_schedule(config.optimizer, config.num_steps))
 
 
@@ -94,11 +99,13 @@ def apply_model(model, params, batch_stats, images, train):
   return features, logits, updates['batch_stats']
 
 
-def loss_and_grads(setup, state, batch, hparams):
+def loss_and_grads(setup, state, batch, hparams, sample=None):
   """The objective (`losses.objective`) at `state` on `batch` and its gradients:
   (grads {'params', and 'centers' in `gradient` mode, 'radius' for ring loss}, aux, the
   batch's features, the radius used, the updated BatchNorm statistics). Ring loss's
-  radius starts at the first batch's mean feature norm."""
+  radius starts at the first batch's mean feature norm. With a Partial FC `sample`
+  the head and the regularizer see the sampled classes only (their classifier columns
+  and centers, the labels as positions among them); aux's accuracy is then over them."""
   images, labels = batch['image'], batch['label']
   ring = setup.regularizer == 'ring'
 
@@ -108,8 +115,13 @@ def loss_and_grads(setup, state, batch, hparams):
     if ring:
       first = jax.lax.stop_gradient(jnp.mean(heads.safe_norm(features)))
       radius = jnp.where(state.step == 0, first, radius)
+    classifier, seen_labels, seen_centers = params['classifier'], labels, centers
+    if sample is not None:
+      classifier = partial_fc.select(classifier, sample.index_K)
+      seen_labels, seen_centers = sample.labels_B, jnp.take(centers, sample.index_K, axis=0)
+      logits = features @ classifier['kernel'] + classifier.get('bias', 0.0)
     loss, aux = losses.objective(setup.head, setup.regularizer, features, logits,
-                                 params['classifier'], labels, centers, radius, hparams,
+                                 classifier, seen_labels, seen_centers, radius, hparams,
                                  state.step)
     return loss, (aux, features, radius, batch_stats)
 
@@ -185,10 +197,19 @@ def train_step(setup, state, batch, hparams):
   `losses.objective`'s terms, `grad_norm` (the global norm, before the clip, of the
   gradient of the params the clip sees: `optimizer.clip_scope`), `clipped` (1 where the clip engaged, else 0) and `learning_rate` (the step's
   rate after the schedule); the state counts the steps the clip engaged."""
-  grads, aux, features, radius, batch_stats = loss_and_grads(setup, state, batch, hparams)
+  sample = None
+  if setup.partial_fc_rate < 1:
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+    sample = partial_fc.sample(batch['label'], state.centers.shape[0], setup.partial_fc_rate,
+                               setup.classes_shards, key)
+  grads, aux, features, radius, batch_stats = loss_and_grads(setup, state, batch, hparams,
+                                                             sample)
   centers, center_opt_state = update_centers(setup, state, features, batch['label'],
                                              grads.get('centers'), hparams)
   params, opt_state = update_params(setup, state, grads['params'], hparams['learning_rate'])
+  if sample is not None:  # only the sampled classes' columns and optimizer state move
+    params = partial_fc.keep_sampled(params, state.params, sample.mask_C)
+    opt_state = partial_fc.keep_sampled(opt_state, state.opt_state, sample.mask_C)
   if 'radius' in grads:  # plain gradient descent at the network's learning rate
     radius = radius - hparams['learning_rate'] * setup.schedule(state.step) * grads['radius']
   grad_norm = optim.clipped_norm(grads['params'], setup.clip_scope)
@@ -205,10 +226,14 @@ def train_step(setup, state, batch, hparams):
   return guard_divergence(state, updated, code), aux
 
 
+STATIC_LOSS_NUMBERS = ('partial_fc_rate',)  # shape the compiled step: never traced
+
+
 def loss_numbers(loss_config):
   """config.loss's numbers, each a traced hyperparameter of the step under its own name
   (the heads' and regularizers', and any a config adds for a registered regularizer)."""
-  return {k: v for k, v in loss_config.items() if errors.is_number(v)}
+  return {k: v for k, v in loss_config.items()
+          if errors.is_number(v) and k not in STATIC_LOSS_NUMBERS}
 
 
 def is_due(step, every, num_steps):

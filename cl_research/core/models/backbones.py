@@ -86,12 +86,20 @@ class IResNet(nn.Module):
     return features_BxD, logits_BxC
 
 
+# Caffe's `xavier` filler with its defaults: uniform in +-sqrt(3 / fan_in).
+CAFFE_XAVIER = nn.initializers.variance_scaling(1.0, 'fan_in', 'uniform')
+
+
 class FaceResNet(nn.Module):
   """The ECCV16 face network (`face_example/face_train_test.prototxt`) for 112x96 faces:
   27 convolutions, all 3x3 with PReLU and no BatchNorm. conv1a, conv1b, then stages of
   residual units (two padded convolutions and an identity shortcut), 1/2/5/3 of them;
   conv1b and each later stage's entry convolution are unpadded and followed by a 2x2
-  max-pool (112x96 -> 5x4x512 before fc5); fc5 (`feature_size`, 512) is the feature."""
+  max-pool (112x96 -> 5x4x512 before fc5); fc5 (`feature_size`, 512) is the feature.
+  As the prototxt: the residual units' convolutions start from a gaussian of std 0.01
+  and have no bias (the prototxt's bias has `lr_mult: 0` and a constant-0 filler, so it
+  stays 0); every other convolution, fc5 and the classifier start from Caffe's xavier
+  filler (uniform, variance 1 / fan_in) with biases at 0; PReLU slopes start at 0.25."""
   feature_size: int = 512
   num_classes: int = 10572
   widths: Sequence[int] = (32, 64, 128, 256, 512)
@@ -102,8 +110,10 @@ class FaceResNet(nn.Module):
   @nn.compact
   def __call__(self, images_BxHxWx3, train=False):
     del train  # no BatchNorm, no dropout
-    conv = lambda w, pad, name: nn.Conv(w, (3, 3), padding=pad, dtype=self.dtype,
-                                        name=name)
+    def conv(w, pad, name, residual=False):
+      return nn.Conv(w, (3, 3), padding=pad, dtype=self.dtype, name=name,
+                     use_bias=not residual,
+                     kernel_init=(nn.initializers.normal(0.01) if residual else CAFFE_XAVIER))
     x = images_BxHxWx3.astype(self.dtype)
     x = PReLU(name='prelu1a')(conv(self.widths[0], 0, 'conv1a')(x))
     x = PReLU(name='prelu1b')(conv(self.widths[1], 0, 'conv1b')(x))
@@ -115,14 +125,14 @@ class FaceResNet(nn.Module):
         x = nn.max_pool(x, (2, 2), (2, 2))
       for u in range(units):
         y = PReLU(name=f'res{stage + 2}_{2 * u + 1}_prelu')(
-            conv(width, 1, f'res{stage + 2}_{2 * u + 1}')(x))
+            conv(width, 1, f'res{stage + 2}_{2 * u + 1}', residual=True)(x))
         y = PReLU(name=f'res{stage + 2}_{2 * u + 2}_prelu')(
-            conv(width, 1, f'res{stage + 2}_{2 * u + 2}')(y))
+            conv(width, 1, f'res{stage + 2}_{2 * u + 2}', residual=True)(y))
         x = x + y
     x = x.reshape(x.shape[0], -1).astype(jnp.float32)
-    features_BxD = nn.Dense(self.feature_size, name='fc5')(x)
+    features_BxD = nn.Dense(self.feature_size, kernel_init=CAFFE_XAVIER, name='fc5')(x)
     logits_BxC = nn.Dense(self.num_classes, use_bias=self.classifier_bias,
-                          name='classifier')(features_BxD)
+                          kernel_init=CAFFE_XAVIER, name='classifier')(features_BxD)
     return features_BxD, logits_BxC
 
 
