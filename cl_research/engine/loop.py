@@ -71,7 +71,10 @@ def train_group(task, group, workdir, metadata, progress):
   if step:
     log.info('%s: resumed at step %d', run.checkpoint_name, step)
   run.resume(step, extra)
-  logs = [outputs.RunLog(p.metrics, step, events=config.tensorboard) for p in paths]
+  # TensorBoard events come from one process per run: the one that trains it, or
+  # process 0 where every process trains the run
+  events = config.tensorboard and (jax.process_index() == 0 or not run.spans_processes)
+  logs = [outputs.RunLog(p.metrics, step, events=events) for p in paths]
   for run_log, record in zip(logs, run.begin(states, step)):
     if record:
       run_log.write(step, record)

@@ -185,6 +185,7 @@ class DigitsGroup:
     self.trainer, self.dataset = trainer, dataset
     self.checkpoint_name = group_name(group)
     self.cadences = (config.snapshot_every,)
+    self.spans_processes = False  # a group trains in one process (groups are dealt)
     shards = sharding.model_shards(trainer.mesh)
     padded = group + [group[0]] * ((-len(group)) % shards)  # equal slices per device
     self.states = trainer.init_group([p['seed'] for p in padded])

@@ -233,6 +233,7 @@ class FaceRun:
     self.checkpoint_name = sweeps.run_name(point)
     self.every = protocol_settings(config).every
     self.cadences = (self.every,)
+    self.spans_processes = True  # every process trains this one run on its shard
     size = models.input_size(config.model)
     head, regularizer = point['head'], point['regularizer']
     num_classes = task.source.num_classes
