@@ -205,8 +205,8 @@ compares each head only with itself plus center loss, at the same settings).
 
 `experiments/losses.py` trains every head with Adam (lr 2e-3, no weight decay), s = 16,
 CosFace m = 0.2, ArcFace m = 0.5 and SphereFace m = 4 with its official annealing. Each
-row below is one run (seed 0, no regularizer, the experiment's budget otherwise),
-measured with `python -m cl_research.run --config losses
+row below is one run (seed 0, no regularizer, the experiment's budget otherwise, on 2
+cores of an AMD EPYC, not the machine of the tables above), measured with `python -m cl_research.run --config losses
 --config.sweep.regularizer='("none",)' --config.sweep.head=... [overrides]`:
 
 | head | optimizer | s | m | test acc (%) |
