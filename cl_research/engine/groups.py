@@ -14,7 +14,6 @@ import jax
 import jax.numpy as jnp
 
 from cl_research import errors
-from cl_research.core import heads
 from cl_research.core import models
 from cl_research.core import step as train
 from cl_research.data import device_batches as batches
@@ -75,8 +74,7 @@ class Trainer:
     self.runtime = runtime
     head = head or config.loss.head
     model = models.get_model(config.model, feature_size, num_classes,
-                             kernels_lib.implementation(runtime.kernels),
-                             classifier_bias=config.model.classifier_bias and not heads.is_angular(head))
+                             kernels_lib.implementation(runtime.kernels), head=head)
     self.setup = train.make_setup(config, model, head, regularizer or config.loss.regularizer)
     self.feature_size = feature_size
     self.num_classes = num_classes

@@ -1,6 +1,6 @@
 """Every network, built by one factory from `config.model`.
 
-`get_model(model_config, feature_size, num_classes, kernels, classifier_bias)` returns a
+`get_model(model_config, feature_size, num_classes, kernels, head)` returns a
 flax module whose `__call__(images_BxHxWxC uint8)` gives `(features_BxD, logits_BxC)`;
 images are normalised inside the model. The digits networks (`lenets`: LeNets++ and the
 seed CNN) run their convolutions through a `core.kernels.Kernels`; the face backbones
@@ -10,6 +10,7 @@ seed CNN) run their convolutions through a `core.kernels.Kernels`; the face back
 import jax.numpy as jnp
 
 from cl_research import errors
+from cl_research.core import heads
 from cl_research.core import kernels as kernels_lib
 from cl_research.core.models import backbones
 from cl_research.core.models import lenets
@@ -21,12 +22,11 @@ MODELS = DIGITS_MODELS + FACE_MODELS
 
 
 def get_model(model_config, feature_size, num_classes, kernels=kernels_lib.XLA,
-              classifier_bias=None):
-  """The model named by `model_config.name`. The classifier has a bias per
-  `model_config.classifier_bias` unless `classifier_bias` says otherwise (the angular
-  heads have none)."""
-  if classifier_bias is None:
-    classifier_bias = model_config.classifier_bias
+              head='softmax'):
+  """The model named by `model_config.name`, for `head`: the classifier has a bias per
+  `model_config.classifier_bias`, except for an angular head (`heads.is_angular`: its
+  class weights are directions, with no bias)."""
+  classifier_bias = model_config.classifier_bias and not heads.is_angular(head)
   if model_config.name in FACE_MODELS:
     return backbones.get_backbone(model_config, feature_size, num_classes, classifier_bias)
   return lenets.MODELS[model_config.name](

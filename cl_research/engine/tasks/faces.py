@@ -23,7 +23,6 @@ import numpy as np
 from cl_research import errors
 from cl_research import outputs
 from cl_research.configs import sweeps
-from cl_research.core import heads
 from cl_research.core import models
 from cl_research.core import step as step_lib
 from cl_research.data import faces
@@ -237,8 +236,7 @@ class FaceRun:
     size = models.input_size(config.model)
     head, regularizer = point['head'], point['regularizer']
     num_classes = task.source.num_classes
-    model = models.get_model(config.model, point['feature_size'], num_classes,
-                              classifier_bias=config.model.classifier_bias and not heads.is_angular(head))
+    model = models.get_model(config.model, point['feature_size'], num_classes, head=head)
     setup = step_lib.make_setup(config, model, head, regularizer)
     # one compiled program: op by op, a BatchNorm network's initialisation is slow
     init = functools.partial(step_lib.init_state, setup, size + (3,), num_classes,
