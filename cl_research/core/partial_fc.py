@@ -22,6 +22,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from cl_research.core import layout
+
 
 @dataclasses.dataclass(frozen=True)
 class Sample:
@@ -61,18 +63,16 @@ def select(classifier, index_K):
 
 
 def keep_sampled(new_tree, old_tree, mask_C):
-  """`new_tree` where its classifier leaves (a D x C kernel, a C bias, and the optimizer
-  state's traces of them, found by path and shape) keep their old values in the classes
-  not sampled: they were not part of this step."""
+  """`new_tree` where its leaves with a class axis (`layout.class_axis`: the classifier's
+  kernel and bias and the optimizer state's traces of them) keep their old values in
+  the classes not sampled: they were not part of this step."""
   num_classes = mask_C.shape[0]
 
   def keep(path, new, old):
-    if 'classifier' not in jax.tree_util.keystr(path) or not hasattr(new, 'shape'):
+    axis = layout.class_axis(path, new)
+    if axis is None or new.shape[axis] != num_classes:
       return new
-    if new.ndim == 2 and new.shape[1] == num_classes:
-      return jnp.where(mask_C[None, :], new, old)
-    if new.ndim == 1 and new.shape[0] == num_classes:
-      return jnp.where(mask_C, new, old)
-    return new
+    shape = [num_classes if a == axis else 1 for a in range(new.ndim)]
+    return jnp.where(mask_C.reshape(shape), new, old)
 
   return jax.tree_util.tree_map_with_path(keep, new_tree, old_tree)

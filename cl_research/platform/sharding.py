@@ -19,6 +19,7 @@ from jax.sharding import PartitionSpec as P
 import numpy as np
 
 from cl_research import errors
+from cl_research.core import layout
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +115,11 @@ def face_mesh(parallel_config):
 
 
 def _face_spec(path, leaf):
-  key = jax.tree_util.keystr(path)
-  if "['classifier']" in key and getattr(leaf, 'ndim', 0) == 2:
-    return P(None, 'classes')  # D x C kernel (and the optimizer's traces of it)
-  if "['classifier']" in key and getattr(leaf, 'ndim', 0) == 1:
-    return P('classes')  # the softmax head's bias
-  if key.startswith(('.centers', '.center_opt_state')) and getattr(leaf, 'ndim', 0) == 2:
-    return P('classes', None)  # C x D
-  return P()
+  """Split along the leaf's class axis (`layout.class_axis`), else replicated."""
+  axis = layout.class_axis(path, leaf)
+  if axis is None:
+    return P()
+  return P(*('classes' if a == axis else None for a in range(leaf.ndim)))
 
 
 def face_state_shardings(state, mesh):
