@@ -4,8 +4,8 @@ Training images per second of the face backbones at 112x112: the real jitted
 `step.train_step` (iResNet, softmax + center loss over `--classes` identities, SGD,
 Partial FC at each of `--partial-fc-rates`), timed over `--steps` steps after one that
 compiles, per depth, dtype and rate in one process, so the numbers compare with each
-other; with XLA's memory of the compiled step (arguments, outputs and temporaries). Prints one JSON line; docs/faces.md has the
-table of this machine's numbers.
+other; with XLA's memory of the compiled step (arguments, outputs and temporaries).
+Prints one JSON line; docs/faces.md has the table of this machine's numbers.
 
   python benchmarks/face_bench.py --smoke          # tiny settings, seconds
 """

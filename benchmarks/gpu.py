@@ -1,13 +1,15 @@
 """python benchmarks/gpu.py --out runs/gpu
 
-The accelerator run (about 10 minutes planned for one H200): the step benchmark in float32 and in bfloat16 with vmap groups of
-K = 1, 2, 4, 8, 16, then `fig3` at the paper's full settings and the `losses` grid,
-each through the real command line, then the face backbones' training images/s
-(iResNet-18 and -50 at 112x112, float32 and bfloat16, batch 128: face_bench.py), the
-face step with Partial FC at 100,000 and 1,000,000 identities (iResNet-50, bfloat16,
-r 0.1 and 1.0: images/s and step memory) and `face:synthetic`. Writes `<out>/gpu.json` (the benchmarks' JSON, each run's wall time
-and summary rows) and the figures under `<out>/fig3/`, `<out>/losses/`, `<out>/face/`. A machine that cannot download MNIST reads its IDX files from `--data-dir`
-(as written by `python -m cl_research.data.fetch mnist`).
+The accelerator run (about 10 minutes planned for one H200): the step benchmark in
+float32 and in bfloat16 with vmap groups of K = 1, 2, 4, 8, 16, then `fig3` at the
+paper's full settings and the `losses` grid, each through the real command line, then
+the face backbones' training images/s (iResNet-18 and -50 at 112x112, float32 and
+bfloat16, batch 128: face_bench.py), the face step with Partial FC at 100,000 and
+1,000,000 identities (iResNet-50, bfloat16, r 0.1 and 1.0: images/s and step memory) and
+`face:synthetic`. Writes `<out>/gpu.json` (the benchmarks' JSON, each run's wall time
+and summary rows) and the figures under `<out>/fig3/`, `<out>/losses/`, `<out>/face/`. A
+machine that cannot download MNIST reads its IDX files from `--data-dir` (as written by
+`python -m cl_research.data.fetch mnist`).
 
   python benchmarks/gpu.py --out runs/gpu --data-dir ~/.cache/cl_research/data/mnist
   python benchmarks/gpu.py --smoke --out /tmp/gpu      # tiny settings, any CPU, seconds

@@ -19,9 +19,10 @@ Center loss and the margin heads on faces (cl_research.engine.tasks.faces). The 
 The settings for real data:
   * `insightface` (the default): iResNet-50, ArcFace s 64 m 0.5, no center loss, SGD
     momentum 0.9 at lr 0.02 (one GPU, batch 128) decaying linearly to 0, weight decay
-    5e-4 on every parameter, the backbone's gradient clipped at norm 5, bfloat16 convolutions; 77,200 steps = 20
-    epochs of CASIA-WebFace (494k images; set num_steps to 20 x images / batch for
-    another pack); insightface's protocol with flipped embeddings summed.
+    5e-4 on every parameter, the backbone's gradient clipped at norm 5, every class in
+    each step (Partial FC off), bfloat16 convolutions; 77,200 steps = 20 epochs of
+    CASIA-WebFace (494k images; set num_steps to 20 x images / batch for another pack);
+    insightface's protocol with flipped embeddings summed.
   * `eccv16`: the paper's Face-ResNet (112x96), softmax + center loss lambda 0.008
     (the Caffe release's value; the paper's text says 0.003), alpha 0.5, batch 256, lr 0.1 x0.1 at 16k and 24k of 28k steps, momentum 0.9,
     weight decay 5e-4; the ECCV16 protocol with flipped features concatenated.

@@ -122,7 +122,7 @@ OUT_OF_DOMAIN = {
 
 def test_every_loss_number_has_an_out_of_domain_case():
   from cl_research.core import heads, regularizers
-  assert set(OUT_OF_DOMAIN) == set(heads.NUMBER_DOMAINS) | set(regularizers.NUMBER_DOMAINS)
+  assert set(OUT_OF_DOMAIN) == set(heads.number_domains()) | set(regularizers.NUMBER_DOMAINS)
 
 
 @pytest.mark.parametrize('field, value', sorted(OUT_OF_DOMAIN.items()))

@@ -206,15 +206,11 @@ register('sphereface', _sphereface,
                         'softmax; 4 is usual)'))
 
 
-# config.loss's head numbers: (holds, the domain in words). Checked whatever the head, so
-# a value no head could use is refused before it is swept to one that does.
+# config.loss's head numbers besides the margins: (holds, the domain in words). With the
+# registered heads' margin fields (`number_domains`) they are checked whatever the head,
+# so a value no head could use is refused before it is swept to one that does.
 NUMBER_DOMAINS = {
     'scale': (lambda v: v > 0, 'the scale s must be > 0'),
-    'cosface_margin': (lambda v: v >= 0, 'a margin must be >= 0'),
-    'arcface_margin': (lambda v: 0 <= v < math.pi / 2,
-                       'an angular margin must be in [0, pi/2) radians'),
-    'sphereface_m': (lambda v: v >= 1 and float(v).is_integer(),
-                     'm must be a positive integer (4 is usual)'),
     'm1': (lambda v: v > 0, 'm1 must be > 0'),
     'm2': (lambda v: 0 <= v < math.pi, 'm2 must be in [0, pi) radians'),
     'm3': (lambda v: v >= 0, 'm3 must be >= 0'),
@@ -223,6 +219,13 @@ NUMBER_DOMAINS = {
     'sphereface_power': (lambda v: v >= 0, 'the power must be >= 0'),
     'sphereface_lambda_min': (lambda v: v >= 0, 'lambda_min must be >= 0'),
 }
+
+
+def number_domains():
+  """config.loss's head numbers and their domains: NUMBER_DOMAINS and each registered
+  head's margin field with its `margin_domain` (one declaration per margin)."""
+  return {**NUMBER_DOMAINS, **{h.margin_field: h.margin_domain for h in HEADS.values()
+                               if h.margin_field}}
 
 
 def validate(head, scale, margin):

@@ -132,8 +132,11 @@ def validate(points, loss_config):
   """Raises ConfigError where a run's head, regularizer, scale, margin or lambda cannot
   work (each run of a sweep is a point, `cl_research.configs.sweeps`), or where a number
   of `loss_config` (config.loss) is outside its domain, whichever head the runs use."""
-  for name, (holds, domain) in {**heads.NUMBER_DOMAINS,
+  margins = set(heads.number_domains()) - set(heads.NUMBER_DOMAINS)
+  for name, (holds, domain) in {**heads.number_domains(),
                                 **regularizers.NUMBER_DOMAINS}.items():
+    if name in margins and name not in loss_config:
+      continue  # a head registered in this process whose margin this config lacks
     value = loss_config.get(name)
     errors.check(errors.is_number(value) and holds(value),
                  f'loss.{name}={value!r}: {domain}')

@@ -25,7 +25,6 @@ from cl_research import errors
 from cl_research.core import heads
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Regularizer:
   """A registered regularizer.

@@ -195,8 +195,9 @@ def guard_divergence(state, updated, code):
 def train_step(setup, state, batch, hparams):
   """(setup, state, batch, hparams) -> (state, aux): one step of one run, pure. aux holds
   `losses.objective`'s terms, `grad_norm` (the global norm, before the clip, of the
-  gradient of the params the clip sees: `optimizer.clip_scope`), `clipped` (1 where the clip engaged, else 0) and `learning_rate` (the step's
-  rate after the schedule); the state counts the steps the clip engaged."""
+  gradient of the params the clip sees: `optimizer.clip_scope`), `clipped` (1 where the
+  clip engaged, else 0) and `learning_rate` (the step's rate after the schedule); the
+  state counts the steps the clip engaged."""
   sample = None
   if setup.partial_fc_rate < 1:
     key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)

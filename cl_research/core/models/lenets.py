@@ -87,9 +87,9 @@ class LeNetsPP(nn.Module):
 
 
 class SeedCNN(nn.Module):
-  """A Keras center-loss setup's network (`experiments/seed.py`): `Conv2D(10, (2, 2))`, max-pool 2x2,
-  a ReLU feature layer, the classifier. The snippet's convolution sets no activation and
-  Keras' default is linear, so none follows it here."""
+  """A Keras center-loss setup's network (`experiments/seed.py`): `Conv2D(10, (2, 2))`,
+  max-pool 2x2, a ReLU feature layer, the classifier. Its convolution sets no activation
+  and Keras' default is linear, so none follows it here."""
   feature_size: int = 32
   num_classes: int = 10
   classifier_bias: bool = True
