@@ -130,6 +130,7 @@ def digits_config():
   c.figure = ''  # '', 'fig2', 'fig3', 'fig5' or 'openset': a figure drawn after the sweep
   c.snapshot_every = 0  # > 0: test features every N steps -> evolution.gif per run
   c.plot_max_points = 10_000
+  c.plots = True  # per-run scatters and histograms, the grids; False: features and numbers
 
   c.data.name = 'mnist'
   c.data.source = 'auto'
@@ -147,11 +148,17 @@ def digits_config():
   c.data.num_digits = 2  # ndigit_mnist: digits per image (2: 100 numbers, 3: 1,000)
   c.data.ndigit_seed = 0  # which 70% of the numbers train (cl_research.data.ndigit)
   c.data.ndigit_train_images = 100_000  # images of the training numbers, in total
-  c.data.ndigit_test_images = 10_000  # of all numbers (>= 100 per number either way)
+  c.data.ndigit_test_images = 10_000  # of the unseen numbers, and as many of the training
+  #                                     ones (>= 100 per number in every split)
+  c.data.ndigit_validation_images = 10_000  # of the training numbers, for model selection
+  c.data.ndigit_validation_digits = 10_000  # MNIST training digits reserved for them
 
   c.model.name = 'lenets_pp'
   c.model.channels = (32, 64, 128)
   c.model.feature_prelu = False
+  # the classifier's outputs: 'all' classes of the dataset, or the 'trained' ones only
+  # (held-out classes are then no negatives of the softmax; engine/tasks/digits.py)
+  c.model.classifier_classes = 'all'
 
   c.evals.clustering = ml_collections.ConfigDict(
       {'type': 'clustering', 'knn_k': 5, 'silhouette_samples': 2000})

@@ -118,7 +118,9 @@ class Head:
   classifier has no bias; plots add the features' directions). `normalized`: logits are
   s cos theta. `scaled`: it reads `hparams['scale']` (loss.scale, the scale axis).
   `margin_field`: the config.loss field of its margin, or None; `margin_domain`:
-  (holds, the domain in words) of a margin value.
+  (holds, the domain in words) of a margin value. `hyperparameters`: the config.loss
+  numbers a search tunes for it (the benchmark's space), by default its scale (if
+  `scaled`) and its margin field.
   """
   training_logits: Callable
   inference_logits: Callable
@@ -127,6 +129,7 @@ class Head:
   scaled: bool = True
   margin_field: str = None
   margin_domain: tuple = (lambda m: m >= 0, 'a margin must be a number >= 0')
+  hyperparameters: tuple = ()
 
 
 HEADS = {}  # name -> Head, in registration order
@@ -139,6 +142,9 @@ def register(name, training_logits, inference_logits=None, **properties):
   names (`--config path/to/my_config.py`) is enough for the command line."""
   errors.check(isinstance(name, str) and name.isidentifier(),
                f'head name {name!r} must be an identifier')
+  if 'hyperparameters' not in properties:
+    properties['hyperparameters'] = (('scale',) if properties.get('scaled', True) else ()) + (
+        (properties['margin_field'],) if properties.get('margin_field') else ())
   HEADS[name] = Head(training_logits, inference_logits or (
       lambda features_BxD, classifier: cosine_logits(features_BxD, classifier['kernel'])),
                      **properties)
@@ -196,7 +202,8 @@ register('arcface', _margin_head(lambda h: (1.0, h['margin'], 0.0)),
          margin_field='arcface_margin',
          margin_domain=(lambda m: 0 <= m < math.pi / 2,
                         'an angular margin must be in [0, pi/2) radians'))
-register('combined', _margin_head(lambda h: (h['m1'], h['m2'], h['m3'])))
+register('combined', _margin_head(lambda h: (h['m1'], h['m2'], h['m3'])),
+         hyperparameters=('scale', 'm2', 'm3'))  # m1 stays 1, as insightface's (1, m2, m3)
 register('sphereface', _sphereface,
          lambda features_BxD, classifier: safe_norm(features_BxD)[:, None] * cosine_logits(
              features_BxD, classifier['kernel']),

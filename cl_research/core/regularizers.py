@@ -38,23 +38,26 @@ class Regularizer:
   to `config.loss` arrives too, traced: sweeping it never recompiles).
   `uses_centers`: the train state's centers follow `centers.mode` for it (ECCV16 Eq. 4
   toward the batch's class means, or their own optimizer); `angular_only`: only with the
-  heads whose class weights are directions (`heads.is_angular`).
+  heads whose class weights are directions (`heads.is_angular`). `hyperparameters`: the
+  config.loss numbers a search tunes for it besides `lam` (and `alpha`, for centers that
+  follow ECCV16's update).
   """
   term: Callable
   uses_centers: bool = True
   angular_only: bool = False
+  hyperparameters: tuple = ()
 
 
 REGULARIZERS = {}  # name -> Regularizer, in registration order
 
 
-def register(name, term, *, uses_centers=True, angular_only=False):
+def register(name, term, *, uses_centers=True, angular_only=False, hyperparameters=()):
   """Makes `term` (the signature of `Regularizer.term`) the regularizer `name`, usable as
   `loss.regularizer` and on the `sweep.regularizer` axis. Registering in the config file
   a run names (`--config path/to/my_config.py`) is enough for the command line."""
   errors.check(isinstance(name, str) and name.isidentifier(),
                f'regularizer name {name!r} must be an identifier')
-  REGULARIZERS[name] = Regularizer(term, uses_centers, angular_only)
+  REGULARIZERS[name] = Regularizer(term, uses_centers, angular_only, tuple(hyperparameters))
   return term
 
 
@@ -149,11 +152,13 @@ def _center_plus(push_name, push, weight_name):
 register('none', lambda x, y, c, r, h: (jnp.zeros((), x.dtype), {}), uses_centers=False)
 register('center', lambda x, y, c, r, h: (center_loss(x, y, c), {}))
 register('contrastive_center', lambda x, y, c, r, h: (
-    contrastive_center_loss(x, y, c, h['contrastive_delta']), {}))
+    contrastive_center_loss(x, y, c, h['contrastive_delta']), {}),
+         hyperparameters=('contrastive_delta',))
 register('ring', lambda x, y, c, r, h: (ring_loss(x, r), {}), uses_centers=False)
-register('git', _center_plus('git_push', git_push, 'git_weight'))
+register('git', _center_plus('git_push', git_push, 'git_weight'),
+         hyperparameters=('git_weight',))
 register('island', _center_plus('island_pairs', lambda x, y, c: island_pairs(c),
-                                'island_weight'))
+                                'island_weight'), hyperparameters=('island_weight',))
 register('normalized_center', lambda x, y, c, r, h: (normalized_center_loss(x, y, c), {}),
          angular_only=True)
 

@@ -15,7 +15,9 @@ dataset (`kmnist`, `emnist/balanced`, `cifar10`, `omniglot`, `lfw`, ...). Source
   ndigit_mnist   (as mnist) n-digit MNIST (`cl_research.data.ndigit`): images of
                           `data.num_digits` MNIST digits side by side, the number the
                           class; composed from MNIST as `data.source` gives it, its unseen
-                          numbers held out of training (the dataset's `holdout_classes`)
+                          numbers held out of training (the dataset's `holdout_classes`),
+                          with a validation split of the training numbers composed from
+                          MNIST training digits no other image uses
   folder         -        a labelled image folder (`data.folder`), torchvision ImageFolder
                           rules: `root/<class>/<image>` (classes the sub-folders in sorted
                           order; .jpg .jpeg .png .bmp files), split into train and test
@@ -76,6 +78,10 @@ class Dataset:
   class_names: tuple = tuple(str(i) for i in range(10))
   holdout_classes: tuple = ()  # classes removed from training (open-set evaluation)
   location: str = ''  # the folder the files were read from, if any (metadata.json only)
+  # images of the training classes kept out of both splits for model selection (n-digit
+  # MNIST's validation split); None where the dataset has none
+  validation_images: np.ndarray = None
+  validation_labels: np.ndarray = None
 
   @property
   def num_classes(self):
@@ -335,18 +341,25 @@ def _describe(config, source, route, builder=None):
 
 def _load_ndigit(config):
   """n-digit MNIST composed from MNIST (loaded as `config.source` says): train images of
-  the training numbers from MNIST's training digits, test images of every number from
-  its test digits, the unseen numbers as the dataset's held-out classes."""
+  the training numbers from MNIST's training digits, validation images of them from a
+  reserved pool of training digits, test images of every number from its test digits,
+  the unseen numbers as the dataset's held-out classes."""
   digits_config = config.copy_and_resolve_references()
   with digits_config.unlocked():
     digits_config.name, digits_config.num_test = 'mnist', 0
     digits_config.channels, digits_config.image_size = 0, 0
   base = load(digits_config)
   n = config.num_digits
-  made = ndigit.make(base.train_images, base.train_labels, base.test_images,
-                     base.test_labels, n, seed=config.ndigit_seed,
-                     train_total=config.ndigit_train_images,
-                     test_total=config.ndigit_test_images)
+  try:
+    made = ndigit.make(base.train_images, base.train_labels, base.test_images,
+                       base.test_labels, n, seed=config.ndigit_seed,
+                       train_total=config.ndigit_train_images,
+                       test_total=config.ndigit_test_images,
+                       validation_total=config.ndigit_validation_images,
+                       validation_digits=config.ndigit_validation_digits)
+  except ValueError as e:
+    raise DataError(f'n-digit MNIST from {base.detail}: {e}; lower data.ndigit_*_images '
+                    'or data.ndigit_validation_digits') from None
   detail = (f'{n}-digit numbers composed from MNIST ({base.detail}), numbers split with '
             f'seed {config.ndigit_seed}: {len(made["seen"])} training, '
             f'{len(made["unseen"])} unseen')
@@ -364,7 +377,7 @@ def load(config):
     made, detail, source = _load_ndigit(config)
     return _dataset(config, source, detail, made['train'], made['test'],
                     tuple(f'{k:0{config.num_digits}d}' for k in range(10 ** config.num_digits)),
-                    holdout_classes=made['unseen'])
+                    holdout_classes=made['unseen'], validation=made['validation'])
   source, builder, route = resolve_source(config)
   detail, location = _describe(config, source, route, builder)
   names = idx.BUILDERS[config.name].CLASS_NAMES if config.name in DATASETS else None
@@ -381,14 +394,16 @@ def load(config):
                   location=location)
 
 
-def _dataset(config, source, detail, train, test, names, **fields):
-  """The Dataset of both splits, `num_test` of the test split kept, images brought to
-  the model's input."""
+def _dataset(config, source, detail, train, test, names, validation=None, **fields):
+  """The Dataset of both splits (and a validation split, if given), `num_test` of the
+  test split kept, images brought to the model's input."""
   (train_images, train_labels), (test_images, test_labels) = train, test
   if config.num_test:
     keep = stratified_subset(test_labels, config.num_test, config.subset_seed)
     test_images, test_labels = test_images[keep], test_labels[keep]
   convert = lambda x: images.to_model_input(x, config.channels, config.image_size)
+  if validation is not None:
+    fields.update(validation_images=convert(validation[0]), validation_labels=validation[1])
   dataset = Dataset(name=config.name, source=source, detail=detail,
                     train_images=convert(train_images), train_labels=train_labels,
                     test_images=convert(test_images), test_labels=test_labels,
@@ -416,7 +431,8 @@ def validate(config, points):
   if d.name == NDIGIT:
     errors.check(d.num_digits in (1, 2, 3), f'data.num_digits={d.num_digits!r} is not one '
                  'of 1, 2, 3 (10, 100, 1,000 numbers)')
-    for name in ('ndigit_train_images', 'ndigit_test_images'):
+    for name in ('ndigit_train_images', 'ndigit_test_images', 'ndigit_validation_images',
+                 'ndigit_validation_digits'):
       errors.check(d[name] >= 1, f'data.{name}={d[name]!r} must be >= 1')
   errors.check(d.source != 'bundled' or d.name in ('mnist', NDIGIT),
                f'data.source=bundled exists only for mnist, not {d.name!r}; use '

@@ -6,22 +6,24 @@ import numpy as np
 from cl_research.evaluation import evaluators
 
 
-def evaluate(features_and_logits, state, dataset, evals_config):
+def evaluate(features_and_logits, trained_centers, centers_CxD, dataset, evals_config):
   """Final features of both splits and every metric the evaluators of `config.evals`
   compute from them (`evaluators.run`); `features_and_logits(images)` runs the trained
-  model over a split.
+  model over a split (logits over every class of the dataset). `trained_centers`: the
+  train state's centers, which must be finite; `centers_CxD`: them at their class ids
+  (NaN rows for classes the classifier lacks), as the run records them.
 
   With held-out classes, accuracy, k-NN and clustering use the classes seen in training
   and verification pairs come only from the held-out ones (open-set).
   Returns (None, features) when the features are not finite.
   """
-  features, logits = {'centers': np.asarray(state.centers)}, {}
+  features, logits = {'centers': np.asarray(centers_CxD)}, {}
   for split in ('train', 'test'):
     images = getattr(dataset, f'{split}_images')
     features[f'{split}_features'], logits[split] = features_and_logits(images)
     features[f'{split}_labels'] = getattr(dataset, f'{split}_labels')
-  if not all(np.isfinite(features[k]).all()
-             for k in ('train_features', 'test_features', 'centers')):
+  if not (all(np.isfinite(features[k]).all() for k in ('train_features', 'test_features'))
+          and np.isfinite(np.asarray(trained_centers)).all()):
     return None, features
   finished = evaluators.FinishedFeatures(
       train_features=features['train_features'], train_labels=features['train_labels'],

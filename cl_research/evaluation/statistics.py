@@ -86,8 +86,8 @@ def paired_comparison(values_N, baseline_N, margin=None):
   """`values_N - baseline_N`, paired element by element (by seed), over the pairs where
   both are finite: n, mean_diff, ci95_low, ci95_high (Student-t), p_value (paired
   t-test), p_tost (two one-sided tests of |difference| >= `margin`; NaN without a
-  margin), verdict (`decide`, unadjusted: one comparison on its own) and mde
-  (`minimum_detectable_effect` at the observed SD). With fewer than two pairs or
+  margin), verdict (`decide`, unadjusted: one comparison on its own), sd (of the
+  differences) and mde (`minimum_detectable_effect` at the observed SD). With fewer than two pairs or
   differences that do not vary, only n and mean_diff are numbers and the verdict is
   'n/a'."""
   a, b = np.asarray(values_N, float), np.asarray(baseline_N, float)
@@ -96,12 +96,13 @@ def paired_comparison(values_N, baseline_N, margin=None):
   nan = math.nan
   out = {'n': int(len(d)), 'mean_diff': float(d.mean()) if len(d) else nan,
          'ci95_low': nan, 'ci95_high': nan, 'p_value': nan, 'p_tost': nan,
-         'verdict': 'n/a', 'mde': nan}
+         'verdict': 'n/a', 'mde': nan, 'sd': nan}
   # equal differences (up to float rounding: 0.93 - 0.92 and 0.91 - 0.90 differ in the
   # last bit) have no spread to test against
   if len(d) < 2 or np.ptp(d) <= 1e-12 * max(1.0, float(np.abs(d).max())):
     return out
   _, sd, out['ci95_low'], out['ci95_high'] = mean_interval(d)
+  out['sd'] = sd
   out['p_value'] = float(stats.ttest_1samp(d, 0.0).pvalue)
   if margin:
     out['p_tost'] = float(max(stats.ttest_1samp(d, -margin, alternative='greater').pvalue,
@@ -190,19 +191,29 @@ def comparisons(results, axes, metrics, baseline='lam=0', label=None, resolve=No
     base = runs.get(base_setting)
     if base is None or base_setting == setting:
       continue
-    counts = {'finished': _count(by_seed, 'complete'), 'diverged': _count(by_seed, 'diverged'),
-              'baseline_finished': _count(base, 'complete'),
-              'baseline_diverged': _count(base, 'diverged')}
-    both = sorted(set(by_seed) & set(base))
-    paired = [s for s in both if by_seed[s]['status'] == base[s]['status'] == 'complete']
-    counts['excluded_pairs'] = sum(
-        'diverged' in (by_seed[s]['status'], base[s]['status']) for s in both)
-    for m in metrics:
-      c = paired_comparison([_number(by_seed[s].get(m)) for s in paired],
-                            [_number(base[s].get(m)) for s in paired], margins.get(m))
-      rows.append({'metric': m, 'setting': label(named),
-                   'baseline': label(dict(zip(axes, base_setting))), **counts,
-                   'margin': margins.get(m, math.nan), **c})
+    rows += paired_rows(by_seed, base, metrics, label(named),
+                        label(dict(zip(axes, base_setting))), margins)
+  return rows
+
+
+def paired_rows(by_seed, base, metrics, setting, baseline, margins):
+  """The rows of COMPARISON_COLUMNS but `family`, `p_holm`, `p_tost_holm` of one
+  setting against one baseline: `by_seed` and `base` map a pairing key (a seed) to a
+  run's result; a key whose run diverged on either side is an excluded pair, counted,
+  not compared. `margins` maps a metric to its equivalence margin."""
+  counts = {'finished': _count(by_seed, 'complete'), 'diverged': _count(by_seed, 'diverged'),
+            'baseline_finished': _count(base, 'complete'),
+            'baseline_diverged': _count(base, 'diverged')}
+  both = sorted(set(by_seed) & set(base))
+  paired = [s for s in both if by_seed[s]['status'] == base[s]['status'] == 'complete']
+  counts['excluded_pairs'] = sum(
+      'diverged' in (by_seed[s]['status'], base[s]['status']) for s in both)
+  rows = []
+  for m in metrics:
+    c = paired_comparison([_number(by_seed[s].get(m)) for s in paired],
+                          [_number(base[s].get(m)) for s in paired], margins.get(m))
+    rows.append({'metric': m, 'setting': setting, 'baseline': baseline, **counts,
+                 'margin': margins.get(m, math.nan), **c})
   return rows
 
 

@@ -34,7 +34,16 @@ def projection_2d(features_NxD):
 
 
 def project_or_none(project, points):
-  return None if points is None else project(points)
+  """`project` of `points` (centers); rows that are NaN (a class without a center: not
+  in the run's classifier) stay NaN, so they are not drawn."""
+  if points is None:
+    return None
+  points = np.asarray(points)
+  known = np.isfinite(points).all(axis=1)
+  out = np.full((len(points), 2), np.nan)
+  if known.any():
+    out[known] = project(points[known])
+  return out
 
 
 def wrap(text, width):
@@ -318,27 +327,35 @@ def plot_face_verification(workdir, results, val_names, path):
 
 
 def plot_benchmark(trials, finals, losses, optimization_path, benchmark_path, data_title):
-  """optimization.png: validation MAP@R of each loss's trials in the order they ran (the
-  running best as a line); benchmark.png: each loss's test MAP@R over the final seeds,
-  mean with its 95% Student-t interval and the seeds as dots."""
-  fig, ax = plt.subplots(figsize=(7, 4))
-  for i, loss in enumerate(losses):
-    rows = sorted((r for r in trials if r['loss'] == loss and r['validation_map_at_r'] is not None),
-                  key=lambda r: r['trial'])
-    if not rows:
-      continue
-    x = [r['trial'] for r in rows]
-    y = [r['validation_map_at_r'] for r in rows]
-    color = f'C{i}'
-    ax.plot(x, y, 'o', color=color, alpha=0.6, label=f'{loss} (trials)')
-    ax.plot(x, np.maximum.accumulate(y), '-', color=color, drawstyle='steps-post',
-            label=f'{loss} (best so far)')
-  ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-  ax.set_xlabel('trial')
-  ax.set_ylabel('validation MAP@R (mean over folds)')
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=7, loc='best')
-  save(fig, optimization_path, f'Search: validation classes only\n{data_title}')
+  """optimization.png: validation MAP@R of each loss's trials in the order they ran,
+  random startup trials as hollow circles and TPE's as filled ones, the running best as
+  a line (one panel per search seed); benchmark.png: each loss's test MAP@R over the
+  final seeds, mean with its 95% Student-t interval and the seeds as dots."""
+  searches = sorted({r['search'] for r in trials})
+  fig, axes = plt.subplots(1, len(searches), figsize=(7 * len(searches), 4.5), squeeze=False)
+  for ax, search in zip(axes[0], searches):
+    for i, loss in enumerate(losses):
+      rows = sorted((r for r in trials if r['loss'] == loss and r['search'] == search
+                     and r['validation_map_at_r'] is not None), key=lambda r: r['trial'])
+      if not rows:
+        continue
+      color = f'C{i}'
+      for by, style in (('startup', 'none'), ('tpe', color)):
+        mine = [r for r in rows if r.get('proposed_by') == by]
+        ax.plot([r['trial'] for r in mine], [r['validation_map_at_r'] for r in mine], 'o',
+                color=color, markerfacecolor=style, alpha=0.7)
+      ax.plot([r['trial'] for r in rows],
+              np.maximum.accumulate([r['validation_map_at_r'] for r in rows]), '-',
+              color=color, drawstyle='steps-post', label=loss)
+    ax.plot([], [], 'o', color='0.4', markerfacecolor='none', label='random startup trial')
+    ax.plot([], [], 'o', color='0.4', label='TPE trial')
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.set_xlabel('trial')
+    ax.set_ylabel('validation MAP@R (mean over folds)')
+    ax.set_title(f'search seed {search}; lines: best so far', fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc='lower right')
+  save(fig, optimization_path, f'Search: validation images of training classes only\n{data_title}')
   fig, ax = plt.subplots(figsize=(7, 4))
   for i, loss in enumerate(losses):
     values = [r['test_map_at_r'] for r in finals if r['loss'] == loss

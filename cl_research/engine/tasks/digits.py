@@ -36,6 +36,7 @@ from cl_research.platform import sharding
 
 log = logging.getLogger(__name__)
 
+CLASSIFIER_CLASSES = ('all', 'trained')  # `model.classifier_classes`
 GROUP_KEY = ('feature_size', 'seed', 'head', 'regularizer', 'holdout')  # runs of a group share
 
 
@@ -85,6 +86,8 @@ class DigitsTask:
     figure, group strategy) cannot serve the sweep."""
     data_lib.validate(config, points)
     models.validate(config.model, models.DIGITS_MODELS)
+    errors.check_choice(config.model.classifier_classes, 'model.classifier_classes',
+                        CLASSIFIER_CLASSES)
     groups.validate(config.parallel)
     evaluators.validate(config.evals, ('clustering', 'pairs', 'openset', 'retrieval'), points)
     statistics.validate(config.analysis, outputs.metric_columns(
@@ -120,6 +123,15 @@ class DigitsTask:
   def data_record(self):
     return self.dataset
 
+  def classifier_classes(self, holdout):
+    """The classes a run's classifier has outputs for, in order: None for every class
+    of the dataset; the classes it trains on with `model.classifier_classes=trained`
+    (held-out classes are then no negatives of the softmax)."""
+    if self.config.model.classifier_classes == 'all':
+      return None
+    held = set(self.run_dataset(holdout).holdout_classes)
+    return tuple(c for c in range(self.dataset.num_classes) if c not in held)
+
   def group_points(self, points):
     return group_points(points, self.runtime.max_group_size)
 
@@ -128,11 +140,13 @@ class DigitsTask:
 
   def trainer(self, group, mesh):
     first = group[0]
-    key = (first['feature_size'], first['head'], first['regularizer'],
+    classes = self.classifier_classes(first['holdout'])
+    outputs_count = self.dataset.num_classes if classes is None else len(classes)
+    key = (first['feature_size'], first['head'], first['regularizer'], outputs_count,
            None if mesh is None else tuple(mesh.shape.items()))
     if key not in self._trainers:
       self._trainers[key] = groups.Trainer(
-          self.config, first['feature_size'], self.dataset.num_classes,
+          self.config, first['feature_size'], outputs_count,
           self.dataset.image_shape, self.runtime, mesh=mesh, head=first['head'],
           regularizer=first['regularizer'])
     return self._trainers[key]
@@ -140,7 +154,8 @@ class DigitsTask:
   def start(self, group, paths):
     mesh = sharding.mesh_for(len(group), self.config.batch_size, self.config.parallel)
     return DigitsGroup(self, group, paths, self.trainer(group, mesh),
-                       self.run_dataset(group[0]['holdout']))
+                       self.run_dataset(group[0]['holdout']),
+                       self.classifier_classes(group[0]['holdout']))
 
   def describe_run(self, point):
     dataset = self.run_dataset(point['holdout'])
@@ -160,7 +175,8 @@ class DigitsTask:
     splits = {p['holdout'] for p in points}  # titles name held-out classes if one split
     shown = self.dataset.for_run(points[0]['holdout'] if len(splits) == 1 else (),
                                  self.config.data.num_train, self.config.data.subset_seed)
-    outputs.write_grids(workdir, self.config, shown, results, features_by_name)
+    if self.config.plots:
+      outputs.write_grids(workdir, self.config, shown, results, features_by_name)
     if self.config.figure:
       figures.FIGURES[self.config.figure](workdir, results, features_by_name, shown)
     log.info('data: %s', self.dataset.title)
@@ -179,10 +195,11 @@ class DigitsGroup:
   """One group in training: its stacked states, the data on the device, the evolution
   snapshots."""
 
-  def __init__(self, task, group, paths, trainer, dataset):
+  def __init__(self, task, group, paths, trainer, dataset, classes=None):
     config = task.config
     self.config, self.group, self.paths = config, group, paths
     self.trainer, self.dataset = trainer, dataset
+    self.classes = classes  # the classifier's classes (None: all, in label order)
     self.checkpoint_name = group_name(group)
     self.cadences = (config.snapshot_every,)
     self.spans_processes = False  # a group trains in one process (groups are dealt)
@@ -191,7 +208,10 @@ class DigitsGroup:
     self.states = trainer.init_group([p['seed'] for p in padded])
     self.hparams = groups.stack([trainer.hparams(p['lam'], p['alpha'], scale=p['scale'],
                                                  margin=p['margin']) for p in padded])
-    self.device_data = device_batches.DeviceData(dataset.train_images, dataset.train_labels,
+    labels = dataset.train_labels
+    if classes is not None:  # the classifier's own indices
+      labels = np.searchsorted(np.asarray(classes), labels).astype(np.int32)
+    self.device_data = device_batches.DeviceData(dataset.train_images, labels,
                                                  group[0]['seed'], config.batch_size,
                                                  trainer.mesh)
     self.snap_images = dataset.test_images[snapshot_indices(dataset)]
@@ -200,7 +220,22 @@ class DigitsGroup:
   def _snapshot(self, states, i):
     state = groups.member(states, i)
     features, _ = self.trainer.features_and_logits(state.params, self.snap_images)
-    return features, np.asarray(state.centers)
+    return features, self._by_class(state.centers, np.nan, 0)
+
+  def _by_class(self, values, fill, axis):
+    """`values` whose `axis` indexes the classifier's classes (centers' rows, logits'
+    columns) with that axis over every class of the dataset, each class at its id and
+    `fill` for those the classifier lacks."""
+    values = np.asarray(values)
+    if self.classes is None:
+      return values
+    shape = list(values.shape)
+    shape[axis] = self.dataset.num_classes
+    out = np.full(shape, fill, values.dtype)
+    index = [slice(None)] * len(shape)
+    index[axis] = list(self.classes)
+    out[tuple(index)] = values
+    return out
 
   def resume(self, step, extra):
     """Takes back the evolution snapshots saved with the checkpoint of `step`."""
@@ -255,9 +290,13 @@ class DigitsGroup:
     """(metrics or None where the features are not finite, features); a diverged run's
     features are still written, for its plots."""
     del i, diverged
-    return digits_eval.evaluate(
-        lambda images: self.trainer.features_and_logits(state.params, images), state,
-        self.dataset, self.config.evals)
+
+    def features_and_logits(images):
+      features, logits = self.trainer.features_and_logits(state.params, images)
+      return features, self._by_class(logits, -np.inf, 1)
+    return digits_eval.evaluate(features_and_logits, state.centers,
+                                self._by_class(state.centers, np.nan, 0), self.dataset,
+                                self.config.evals)
 
   def training_record(self, i, state, last, diverged):
     del i, last
@@ -265,8 +304,11 @@ class DigitsGroup:
         state, self.config.optimizer.grad_clip_norm)
 
   def write_files(self, i, point, result, features, paths):
-    """features.npz, the scatter, the intra-class histogram and the evolution GIF."""
+    """features.npz, the scatter, the intra-class histogram and the evolution GIF (the
+    plots with `config.plots` only)."""
     files.savez(paths.features, **features)
+    if not self.config.plots:
+      return
     title = outputs.run_title(self.dataset, point, result)
     names = self.dataset.class_names
     plots.plot_run(outputs.shown_features(result, {result['name']: features}), title, names,
