@@ -1,6 +1,6 @@
 """python -m cl_research.run --config benchmark
 
-  python -m cl_research.run --config benchmark:cpu       # 2 CPU cores, about 90 minutes
+  python -m cl_research.run --config benchmark:cpu       # 2 CPU cores: 97 min (docs/benchmark.md)
   python -m cl_research.run --config benchmark:smoke     # a minute or two, for tests
 
 The fair comparison (`cl_research/engine/benchmark.py`, the metric-learning reality

@@ -190,9 +190,12 @@ def run_study(study, b, loss, search, keys, objective):
     if running:
       frozen = running[0]
       number, params = frozen.number, dict(frozen.params)
-      if set(params) != set(keys):  # killed while suggesting: finish its draws
+      if set(params) != set(keys) or 'proposed_by' not in frozen.user_attrs:
+        # killed while it was being asked: finish it as the uninterrupted ask would
         study.sampler = sampler_for(b, loss, search, number)
-        params = suggest(optuna.trial.Trial(study, frozen._trial_id), keys, b.space)  # pylint: disable=protected-access
+        trial = optuna.trial.Trial(study, frozen._trial_id)  # pylint: disable=protected-access
+        trial.set_user_attr('proposed_by', proposer(study, b))
+        params = suggest(trial, keys, b.space)
     elif sum(t.state.is_finished() for t in trials) >= b.trials:
       return study
     else:
@@ -202,10 +205,10 @@ def run_study(study, b, loss, search, keys, objective):
       trial.set_user_attr('proposed_by', by)
       number, params = trial.number, suggest(trial, keys, b.space)
     score, attrs = objective(number, params)
+    storage = study._storage  # pylint: disable=protected-access
+    trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)  # pylint: disable=protected-access
     for key, value in attrs.items():
-      study._storage.set_trial_user_attr(  # pylint: disable=protected-access
-          study._storage.get_trial_id_from_study_id_trial_number(  # pylint: disable=protected-access
-              study._study_id, number), key, value)  # pylint: disable=protected-access
+      storage.set_trial_user_attr(trial_id, key, value)
     if score is None:
       study.tell(number, state=optuna.trial.TrialState.FAIL)
     else:
