@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 
-import ml_collections
 import numpy as np
 import optuna
 import pytest

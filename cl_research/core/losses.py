@@ -128,13 +128,18 @@ def joint_loss(logits_BxC, features_BxD, labels_B, centers_CxD, lam):
                 'center_loss': aux['regularizer_loss'], 'accuracy': aux['accuracy']}
 
 
+def number_domains():
+  """Every config.loss number with a declared domain, the heads' (margins included) and
+  the regularizers': name -> (holds, the domain in words)."""
+  return {**heads.number_domains(), **regularizers.NUMBER_DOMAINS}
+
+
 def validate(points, loss_config):
   """Raises ConfigError where a run's head, regularizer, scale, margin or lambda cannot
   work (each run of a sweep is a point, `cl_research.configs.sweeps`), or where a number
   of `loss_config` (config.loss) is outside its domain, whichever head the runs use."""
   margins = set(heads.number_domains()) - set(heads.NUMBER_DOMAINS)
-  for name, (holds, domain) in {**heads.number_domains(),
-                                **regularizers.NUMBER_DOMAINS}.items():
+  for name, (holds, domain) in number_domains().items():
     if name in margins and name not in loss_config:
       continue  # a head registered in this process whose margin this config lacks
     value = loss_config.get(name)

@@ -53,6 +53,7 @@ from cl_research import errors
 from cl_research import files
 from cl_research import outputs
 from cl_research.core import heads
+from cl_research.core import losses
 from cl_research.core import regularizers
 from cl_research.data import splits
 from cl_research.engine import experiment
@@ -94,18 +95,13 @@ def searched(loss, config):
       regularizers.REGULARIZERS[regularizer].hyperparameters)
 
 
-def _domains():
-  """config.loss numbers with a declared domain: (holds, words)."""
-  return {**heads.number_domains(), **regularizers.NUMBER_DOMAINS}
-
-
 def validate(config):
   """Raises ConfigError where `config.benchmark` cannot work (before any compute)."""
   b = config.benchmark
   for role in ('baseline', 'focus'):
     errors.check(b[role] in b.losses, f'benchmark.{role}={b[role]!r} must be one of '
                  f'benchmark.losses={tuple(b.losses)!r}')
-  domains = _domains()
+  domains = losses.number_domains()
   for loss in b.losses:
     head, regularizer = split_loss(loss)
     errors.check(head in heads.HEADS and regularizer in regularizers.REGULARIZERS,
@@ -220,11 +216,11 @@ def study_name(loss, search):
   return f'{loss}#search{search}'
 
 
-def run_config(config, loss, params, seeds, holdouts, evals):
+def run_config(config, loss, params, seeds, holdouts, evals, plots=True):
   """A sweep config of one loss at `params` over `seeds` x `holdouts` (tuples of classes
   held out of training; one run per fold in a search, none in the finals). The learning
   rate, lam, alpha, scale and the head's margin are the sweep's; every other searched
-  number is set in `config.loss`."""
+  number is set in `config.loss`. `plots`: its runs' figures (trials draw none)."""
   head, regularizer = split_loss(loss)
   margin_field = heads.HEADS[head].margin_field
   c = config.copy_and_resolve_references()
@@ -246,6 +242,7 @@ def run_config(config, loss, params, seeds, holdouts, evals):
     c.analysis.baseline = ()
     c.analysis.family = ()
     c.grid = ('feature_size', 'lam')
+    c.plots = config.plots and plots
   return c
 
 
@@ -278,17 +275,13 @@ def search(config, workdir, dataset, split, loss, search_seed, storage):
   study = optuna.create_study(study_name=study_name(loss, search_seed), storage=storage,
                               direction='maximize', load_if_exists=True)
   holdouts = [tuple(split.fold(k)[1]) for k in range(len(split.folds))]
-  quiet = config.copy_and_resolve_references()
-  with quiet.unlocked():
-    quiet.plots = False  # trials write features and numbers, no figures
-
   def objective(number, params):
     folder = os.path.join(workdir, 'trials', loss_name(loss), f'search{search_seed}',
                           f'{number:03d}')
     # the runs of a trial are one sweep: they train side by side (pinned processes)
     results = experiment.train_and_evaluate(
-        run_config(quiet, loss, params, b.trial_seeds, holdouts,
-                   ml_collections.ConfigDict()), folder, dataset=dataset)
+        run_config(config, loss, params, b.trial_seeds, holdouts,
+                   ml_collections.ConfigDict(), plots=False), folder, dataset=dataset)
     scores = []
     for r in results:
       k = holdouts.index(tuple(r['holdout']))
